@@ -1,0 +1,74 @@
+# gs-jax: every user target installs what it needs first (`setup` is a no-op once the lock is installed).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+UV_VERSION := 0.5.11
+ARGS   ?=
+
+export PYTHONHASHSEED := 0
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: help setup lock test test-slow lint format theorem2 primal-dual train-cmnist moons notebooks \
+        data-mnist data-fashion bench clean
+
+help:  ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install the locked stack + gs_jax (editable); no-op when the lock is unchanged
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install -q --python $(PY) --require-hashes -r requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps --no-build-isolation -e .
+	@touch $@
+	@echo "setup: .venv ready"
+
+lock:  ## re-resolve requirements.in into requirements.lock (exact versions + hashes)
+	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
+	$(VENV)/bin/uv pip compile -q requirements.in --python-version 3.11 --generate-hashes -o requirements.lock
+
+test: $(STAMP)  ## fast test suite (< 10 min on 2 CPU cores; `slow` tests deselected)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)  ## only the slow tests (paper-scale runs)
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: $(STAMP)  ## ruff check + ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)  ## ruff format + autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+theorem2: $(STAMP)  ## Theorem 2 sweep: z2*, dz2*/ds1^2 (implicit + FD), Lemma 1, phase map -> runs/theorem2/latest
+	@echo "make theorem2: not implemented yet (issue: dual/primal dynamics and Theorem 2)" >&2; exit 1
+
+primal-dual: $(STAMP)  ## Fig. 5: primal vs dual trajectories with and without SD -> runs/primal_dual/latest
+	@echo "make primal-dual: not implemented yet (issue: dual/primal dynamics and Theorem 2)" >&2; exit 1
+
+train-cmnist: $(STAMP)  ## Colored MNIST Table 2 + Fig. 3 (ERM, SD, IRM, V-REx, oracle) -> runs/cmnist/latest
+	@echo "make train-cmnist: not implemented yet (issue: Colored MNIST benchmark)" >&2; exit 1
+
+moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/latest
+	@echo "make moons: not implemented yet (issue: two-moons)" >&2; exit 1
+
+notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
+	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
+
+data-mnist:  ## download the MNIST IDX files (needs internet)
+	@echo "make data-mnist: not implemented yet (issue: Colored MNIST benchmark)" >&2; exit 1
+
+data-fashion:  ## install Fashion-MNIST IDX files (Debian package, else download)
+	@echo "make data-fashion: not implemented yet (issue: Colored MNIST benchmark)" >&2; exit 1
+
+bench: $(STAMP)  ## run every benchmark under benchmarks/ and print its table
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:  ## remove caches and generated notebooks (keeps .venv and runs/)
+	rm -rf .pytest_cache .ruff_cache notebooks/*.ipynb
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

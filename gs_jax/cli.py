@@ -1,0 +1,44 @@
+"""The shared shape of every entry point: parse the command line, open a run directory, call one function.
+
+    def run(cfg, run_dir): ...                      # the experiment, in the library
+    if __name__ == "__main__":
+        sys.exit(cli.main(run, experiment="theorem2", default_config="configs/theorem2.py"))
+
+A :class:`GsJaxError` anywhere becomes one line on stderr and exit status 2; files already written stay.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gs_jax import runs
+from gs_jax.config import ConfigDict, parse_cli
+from gs_jax.errors import GsJaxError
+
+
+def main(
+    body: Callable[[ConfigDict, runs.RunDir], Any],
+    *,
+    experiment: str,
+    default_config: str,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Run ``body(config, run_dir)`` for the command line ``argv``; return the process exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(
+            f"{experiment}: --config {default_config}[:variant] --config.KEY=VALUE --name NAME --runs-dir DIR"
+        )
+        return 0
+    try:
+        invocation = parse_cli(argv, default_config)
+        run_dir = runs.create(
+            experiment, invocation.config, name=invocation.run_name, root=invocation.runs_root
+        )
+        body(invocation.config, run_dir)
+    except GsJaxError as err:
+        print(f"{experiment}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

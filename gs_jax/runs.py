@@ -1,0 +1,162 @@
+"""Run directories: ``runs/<experiment>/<name>/`` with the resolved config, metrics, summary and figures.
+
+Every entry point writes through this module, so every run looks the same on disk::
+
+    runs/<experiment>/<name>/config.json      the resolved config (after overrides)
+    runs/<experiment>/<name>/metrics.jsonl    one JSON record per logged step
+    runs/<experiment>/<name>/summary.json     the final numbers other tools read
+    runs/<experiment>/<name>/<figure>.png/.pdf
+    runs/<experiment>/latest -> <name>        stable path to the newest run
+
+A run directory is never overwritten: a name that exists gets a ``-1``, ``-2``, ... suffix.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/jax scalars and arrays, ConfigDicts, paths and tuples to plain JSON; NaN/inf become null."""
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):  # ml_collections.ConfigDict
+        return to_jsonable(obj.to_dict())
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if hasattr(obj, "__array__"):
+        arr = np.asarray(obj)
+        return to_jsonable(arr.item() if arr.ndim == 0 else arr.tolist())
+    return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """One run's output directory and the writers for it."""
+
+    path: Path
+    experiment: str
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        target = self.file(name)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, target)
+        return target
+
+    def write_summary(self, summary: Mapping[str, Any]) -> Path:
+        return self.write_json("summary.json", summary)
+
+    def log_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one record to ``metrics.jsonl``."""
+        with self.file("metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps(to_jsonable(record), allow_nan=False) + "\n")
+
+    def write_csv(
+        self, name: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+    ) -> Path:
+        """Write dict rows as CSV; ``None``/NaN are written as empty cells."""
+        columns = list(columns or (rows[0].keys() if rows else []))
+        target = self.file(name)
+        with target.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+        return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.file(name)
+        target.write_text(text)
+        return target
+
+    def save_figure(self, fig: Any, stem: str, dpi: int = 150) -> list[Path]:
+        """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.pdf``."""
+        paths = [self.file(f"{stem}.png"), self.file(f"{stem}.pdf")]
+        fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
+        fig.savefig(paths[1], bbox_inches="tight")
+        return paths
+
+
+def _csv_cell(value: Any) -> Any:
+    value = to_jsonable(value)
+    return "" if value is None else value
+
+
+def create(
+    experiment: str,
+    config: Any = None,
+    *,
+    name: str | None = None,
+    root: str | Path = "runs",
+    quiet: bool = False,
+) -> RunDir:
+    """Create ``<root>/<experiment>/<name>/`` (timestamped by default), write ``config.json``, point ``latest`` at it."""
+    base = Path(root) / experiment
+    base.mkdir(parents=True, exist_ok=True)
+    stem = name or time.strftime("%Y%m%d-%H%M%S")
+    path, k = base / stem, 0
+    while True:
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            k += 1
+            path = base / f"{stem}-{k}"
+    run = RunDir(path=path, experiment=experiment)
+    if config is not None:
+        run.write_json("config.json", config)
+    _point_latest(base, path.name)
+    if not quiet:
+        print(f"[gs-jax] {experiment}: writing to {path}", file=sys.stderr)
+    return run
+
+
+def _point_latest(base: Path, target: str) -> None:
+    link, tmp = base / "latest", base / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def latest(experiment: str, root: str | Path = "runs") -> Path:
+    """The stable path ``<root>/<experiment>/latest`` (resolved)."""
+    return (Path(root) / experiment / "latest").resolve()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``metrics.jsonl`` file back."""
+    with Path(path).open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def progress(
+    iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None, **kw: Any
+):
+    """A tqdm progress bar on stderr; silenced when ``GS_NO_PROGRESS`` is set (tests, notebooks at small size)."""
+    kw.setdefault("disable", bool(os.environ.get("GS_NO_PROGRESS")))
+    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, mininterval=0.5, **kw)

@@ -1,0 +1,80 @@
+import json
+import math
+
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from gs_jax import cli, runs
+
+
+def test_create_writes_config_and_latest(tmp_path):
+    cfg = ml_collections.ConfigDict({"lr": 0.1, "widths": (1, 2)})
+    run = runs.create("exp", cfg, name="a", root=tmp_path, quiet=True)
+    assert json.loads((run.path / "config.json").read_text()) == {"lr": 0.1, "widths": [1, 2]}
+    assert runs.latest("exp", tmp_path) == run.path.resolve()
+    again = runs.create("exp", cfg, name="a", root=tmp_path, quiet=True)
+    assert again.path.name == "a-1", "an existing run is never overwritten"
+    assert (run.path / "config.json").exists()
+    assert runs.latest("exp", tmp_path) == again.path.resolve()
+
+
+def test_writers_roundtrip(tmp_path):
+    run = runs.create("exp", root=tmp_path, quiet=True)
+    run.log_metrics({"step": np.int32(1), "loss": jnp.float32(0.5), "nan": float("nan")})
+    run.log_metrics({"step": 2, "vec": np.arange(3)})
+    assert runs.read_metrics(run.file("metrics.jsonl")) == [
+        {"step": 1, "loss": 0.5, "nan": None},
+        {"step": 2, "vec": [0, 1, 2]},
+    ]
+    run.write_summary({"acc": np.float64(0.75), "inf": math.inf})
+    assert json.loads(run.file("summary.json").read_text()) == {"acc": 0.75, "inf": None}
+    run.write_csv("r.csv", [{"a": 1, "b": None}, {"a": 2.5, "b": float("nan")}])
+    assert run.file("r.csv").read_text().splitlines() == ["a,b", "1,", "2.5,"]
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    paths = run.save_figure(fig, "fig")
+    plt.close(fig)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_cli_main_reports_one_line_and_keeps_files(tmp_path, capsys):
+    cfg_file = tmp_path / "c.py"
+    cfg_file.write_text(
+        "import ml_collections\n\ndef get_config(arg=None):\n    return ml_collections.ConfigDict({'n': 1})\n"
+    )
+    seen = {}
+
+    def body(cfg, run):
+        seen["n"], seen["path"] = cfg.n, run.path
+        run.write_summary({"n": cfg.n})
+
+    root = str(tmp_path / "runs")
+    assert (
+        cli.main(
+            body, experiment="e", default_config=str(cfg_file), argv=["--config.n=4", "--runs-dir", root]
+        )
+        == 0
+    )
+    assert seen["n"] == 4 and (seen["path"] / "summary.json").exists()
+    assert "writing to" in capsys.readouterr().err
+
+    status = cli.main(
+        body, experiment="e", default_config=str(cfg_file), argv=["--config.m=4", "--runs-dir", root]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and err == ["e: error: unknown config key 'm'; valid keys: n"]
+    assert (seen["path"] / "summary.json").exists(), "the earlier run is untouched"
+
+    def failing(cfg, run):
+        from gs_jax.errors import GsJaxError
+
+        run.write_text("partial.txt", "kept")
+        raise GsJaxError("labels must be in {0, 1}; got 2")
+
+    assert cli.main(failing, experiment="e", default_config=str(cfg_file), argv=["--runs-dir", root]) == 2
+    assert (runs.latest("e", root) / "partial.txt").read_text() == "kept"
