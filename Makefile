@@ -52,7 +52,7 @@ primal-dual: $(STAMP)  ## Fig. 5: primal vs dual trajectories with and without S
 	@echo "make primal-dual: not implemented yet (issue: dual/primal dynamics and Theorem 2)" >&2; exit 1
 
 train-cmnist: $(STAMP)  ## Colored MNIST Table 2 + Fig. 3 (ERM, SD, IRM, V-REx, oracle) -> runs/cmnist/latest
-	@echo "make train-cmnist: not implemented yet (issue: Colored MNIST benchmark)" >&2; exit 1
+	$(PY) train/cmnist.py $(ARGS)
 
 moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/latest
 	@echo "make moons: not implemented yet (issue: two-moons)" >&2; exit 1
@@ -60,11 +60,15 @@ moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/lates
 notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
 
-data-mnist:  ## download the MNIST IDX files (needs internet)
-	@echo "make data-mnist: not implemented yet (issue: Colored MNIST benchmark)" >&2; exit 1
+data-mnist: $(STAMP)  ## download the MNIST IDX files into $$GS_DATA_DIR (default data/mnist; needs internet)
+	@$(PY) -m gs_jax.data.mnist download $${GS_DATA_DIR:-data/mnist} --dataset mnist
 
-data-fashion:  ## install Fashion-MNIST IDX files (Debian package, else download)
-	@echo "make data-fashion: not implemented yet (issue: Colored MNIST benchmark)" >&2; exit 1
+data-fashion: $(STAMP)  ## install Fashion-MNIST IDX files (Debian package, else download into data/fashion-mnist)
+	@if command -v apt-get >/dev/null && apt-cache show dataset-fashion-mnist >/dev/null 2>&1; then \
+	  { dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  && echo "data-fashion: Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist"; \
+	else $(PY) -m gs_jax.data.mnist download data/fashion-mnist --dataset fashion-mnist \
+	  && echo "data-fashion: use --config.data.dir=data/fashion-mnist"; fi
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print its table
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
