@@ -55,7 +55,7 @@ train-cmnist: $(STAMP)  ## Colored MNIST Table 2 + Fig. 3 (ERM, SD, IRM, V-REx, 
 	$(PY) train/cmnist.py $(ARGS)
 
 moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/latest
-	@echo "make moons: not implemented yet (issue: two-moons)" >&2; exit 1
+	$(PY) train/moons.py $(ARGS)
 
 notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
