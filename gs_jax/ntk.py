@@ -1,0 +1,412 @@
+"""Neural tangent kernel of any ``apply_fn(params, x)``: the NTRF Φ₀, the Gram K = Φ₀Φ₀ᵀ, K·v, linearisation.
+
+The paper (Section 2, Eq. 2-4) writes a network near its initialisation θ₀ as ŷ ≈ Φ₀θ with the *neural tangent
+random feature* matrix Φ₀ = ∂ŷ/∂θ|θ₀ (n × m) and the NTK Gram K = Φ₀Φ₀ᵀ (n × n). This module computes them
+exactly for any function ``apply_fn(params, x) -> logits`` (a Flax linen ``module.apply``, a ``neural_tangents.stax``
+apply function, or plain JAX), and the analytic infinite-width NTK of ``stax`` architectures (Eq. 1 uses the NTK
+parameterisation).
+
+It is the only module of gs_jax that calls neural-tangents; the import is lazy (``import neural_tangents`` imports
+TensorFlow and costs seconds), so importing this module is cheap.
+
+Output convention
+-----------------
+``apply_fn(params, x)`` must return logits of shape ``(n,)`` (binary) or ``(n, k)``. Everything here flattens the
+outputs **example-major**: row ``i * k + c`` is example ``i``, output ``c``; a binary model gives ``n`` rows (``k = 1``).
+Parameters are flattened in ``jax.flatten_util.ravel_pytree`` order (the column order of :func:`ntrf`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from gs_jax import runs
+from gs_jax.errors import GsJaxError, check
+
+ApplyFn = Callable[[Any, Any], jnp.ndarray]
+
+#: Default cap (bytes) on any dense array this module materialises (Φ₀, K, or one block's Jacobians).
+DENSE_LIMIT_BYTES = 2 * 1024**3
+
+_IMPLEMENTATIONS = {
+    "structured": 3,  # neural_tangents.NtkImplementation.STRUCTURED_DERIVATIVES
+    "structured_derivatives": 3,
+    "jacobian": 1,  # JACOBIAN_CONTRACTION
+    "jacobian_contraction": 1,
+    "ntvp": 2,  # NTK_VECTOR_PRODUCTS
+    "ntk_vector_products": 2,
+    "auto": 0,  # AUTO: neural-tangents picks by FLOP estimate
+}
+
+
+def _nt():
+    """Import neural_tangents lazily (it imports TensorFlow), with TensorFlow's C++ logging silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import neural_tangents
+
+    return neural_tangents
+
+
+def _gib(nbytes: float) -> str:
+    """Human-readable size."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{int(nbytes)} B"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shapes and checks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _n_examples(x: Any, name: str = "x") -> int:
+    leaves = jax.tree_util.tree_leaves(x)
+    check(len(leaves) > 0, f"{name} is empty: pass an array of inputs with the examples along axis 0")
+    shapes = [np.shape(leaf) for leaf in leaves]
+    check(
+        all(len(s) >= 1 for s in shapes),
+        f"{name} must have the examples along axis 0, got shapes {shapes}: add a batch axis (x[None])",
+    )
+    n = shapes[0][0]
+    check(
+        all(s[0] == n for s in shapes),
+        f"{name} leaves disagree on the number of examples (axis 0): {shapes}",
+    )
+    check(n >= 1, f"{name} has no examples (axis 0 has length 0)")
+    return int(n)
+
+
+def output_shape(apply_fn: ApplyFn, params: Any, x: Any) -> tuple[int, int]:
+    """``(n, k)`` for ``apply_fn(params, x)``: logits ``(n,)`` give ``k = 1``; raise GsJaxError on anything else.
+
+    Evaluated abstractly (``jax.eval_shape``), so it costs nothing; a shape error inside ``apply_fn`` (inputs that
+    do not fit the model) is turned into one GsJaxError line.
+    """
+    n = _n_examples(x)
+    try:
+        out = jax.eval_shape(apply_fn, params, x)
+    except GsJaxError:
+        raise
+    except Exception as e:  # lax TypeError, flax ScopeParamShapeError, ...: inputs that do not fit the model
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        x_shapes = [np.shape(leaf) for leaf in jax.tree_util.tree_leaves(x)]
+        raise GsJaxError(
+            f"apply_fn(params, x) failed for x of shape {x_shapes[0] if len(x_shapes) == 1 else x_shapes}: "
+            f"{first} (check that x has the input shape the model was initialised with)"
+        ) from e
+    check(
+        isinstance(out, jax.ShapeDtypeStruct),
+        f"apply_fn must return one array of logits, got a {type(out).__name__}",
+    )
+    check(
+        out.ndim in (1, 2) and out.shape[0] == n,
+        f"apply_fn(params, x) must return logits of shape (n,) or (n, k) with n = {n}, got {out.shape}",
+    )
+    return n, (1 if out.ndim == 1 else int(out.shape[1]))
+
+
+def _as_2d(apply_fn: ApplyFn) -> ApplyFn:
+    """``apply_fn`` with its logits reshaped to ``(n, k)`` (binary ``(n,)`` becomes ``(n, 1)``)."""
+
+    def f(params, x):
+        out = apply_fn(params, x)
+        return out.reshape(out.shape[0], -1)
+
+    return f
+
+
+def num_params(params: Any) -> int:
+    """m, the number of scalar parameters (columns of Φ₀)."""
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def _itemsize(params: Any) -> int:
+    leaves = jax.tree_util.tree_leaves(params)
+    return max((np.dtype(leaf.dtype).itemsize for leaf in leaves), default=4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Φ₀: the neural tangent random features (Eq. 2)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def ntrf(apply_fn: ApplyFn, params: Any, x: Any, *, max_bytes: int = DENSE_LIMIT_BYTES) -> jnp.ndarray:
+    """The NTRF matrix Φ₀ = ∂ŷ/∂θ at ``params`` (Eq. 2), flattened to ``(n * k, m)``.
+
+    Rows are example-major (row ``i * k + c`` = example i, output c; ``n`` rows for binary logits); columns follow
+    ``ravel_pytree(params)``. Only for sizes where Φ₀ fits in memory (``n·k·m`` entries ≤ ``max_bytes``); beyond
+    that use :func:`empirical_ntk` (n ≪ m) or ``gs_jax.features.top_k`` (matrix-free).
+    """
+    n, k = output_shape(apply_fn, params, x)
+    m = num_params(params)
+    need = n * k * m * _itemsize(params)
+    check(
+        need <= max_bytes,
+        f"Φ₀ of shape ({n * k}, {m}) would need {_gib(need)} (limit {_gib(max_bytes)}): use "
+        "gs_jax.ntk.empirical_ntk (with batch_size) or gs_jax.features.top_k (matrix-free) instead, "
+        "or raise max_bytes",
+    )
+    theta, unravel = ravel_pytree(params)
+
+    def f_flat(theta_m):
+        return apply_fn(unravel(theta_m), x).reshape(-1)
+
+    jac = jax.jacfwd if m < n * k else jax.jacrev
+    return jax.jit(jac(f_flat))(theta)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# K = Φ₀Φ₀ᵀ through neural-tangents
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any) -> Callable:
+    return _make_kernel_fn(apply_fn, implementation, vmap_axes)
+
+
+def _make_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any) -> Callable:
+    nt = _nt()
+    fn = nt.empirical_ntk_fn(
+        _as_2d(apply_fn), trace_axes=(), vmap_axes=vmap_axes, implementation=implementation
+    )
+
+    def kernel(params, x1, x2):
+        k_nnkk = fn(x1, x2, params)  # (n1, n2, k, k)
+        n1, n2, k, _ = k_nnkk.shape
+        return k_nnkk.transpose(0, 2, 1, 3).reshape(n1 * k, n2 * k)
+
+    return jax.jit(kernel)
+
+
+def _kernel_fn(apply_fn: ApplyFn, implementation: str, vmap_axes: Any) -> Callable:
+    check(
+        implementation in _IMPLEMENTATIONS,
+        f"unknown NTK implementation {implementation!r}; choose from {sorted(_IMPLEMENTATIONS)}",
+    )
+    impl = _IMPLEMENTATIONS[implementation]
+    try:
+        return _cached_kernel_fn(apply_fn, impl, vmap_axes)
+    except TypeError:  # unhashable apply_fn / vmap_axes: build (and compile) afresh
+        return _make_kernel_fn(apply_fn, impl, vmap_axes)
+
+
+def _pad_rows(x: Any, size: int) -> Any:
+    """Pad every leaf of ``x`` along axis 0 to ``size`` rows by repeating its last row."""
+
+    def pad(a):
+        a = jnp.asarray(a)
+        extra = size - a.shape[0]
+        if extra == 0:
+            return a
+        return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)], axis=0)
+
+    return jax.tree_util.tree_map(pad, x)
+
+
+def _slice_rows(x: Any, start: int, stop: int) -> Any:
+    return jax.tree_util.tree_map(lambda a: a[start:stop], x)
+
+
+def empirical_ntk(
+    apply_fn: ApplyFn,
+    params: Any,
+    x1: Any,
+    x2: Any = None,
+    *,
+    implementation: str = "structured",
+    batch_size: int | None = None,
+    vmap_axes: Any = 0,
+    max_bytes: int = DENSE_LIMIT_BYTES,
+) -> jnp.ndarray:
+    """The empirical NTK Gram K(x₁, x₂) = Φ₀(x₁) Φ₀(x₂)ᵀ, shape ``(n1 * k, n2 * k)`` (example-major rows/columns).
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> logits`` of shape ``(n,)`` or ``(n, k)``.
+      params: the parameters θ₀ at which Φ₀ is taken.
+      x1, x2: inputs, examples along axis 0; ``x2=None`` gives the symmetric Gram K(x₁, x₁).
+      implementation: neural-tangents' method: ``"structured"`` (structured derivatives, the default and usually
+        fastest), ``"jacobian"`` (Jacobian contraction), ``"ntvp"`` (NTK-vector products) or ``"auto"``.
+      batch_size: compute K in ``batch_size × batch_size`` blocks (the last block padded, so one compilation),
+        which bounds the working memory by the block instead of by n; the dense result is assembled on the host.
+        For x2=None only the upper block triangle is computed.
+      vmap_axes: the batch axis of ``apply_fn`` for neural-tangents (0: examples independent, the usual case;
+        ``None`` for a model that mixes examples, e.g. BatchNorm in training mode).
+      max_bytes: refuse (GsJaxError) a dense result, or an unbatched Jacobian contraction, larger than this.
+
+    Returns:
+      ``K`` of shape ``(n1 * k, n2 * k)``; ``(n1, n2)`` for binary logits.
+    """
+    n1, k = output_shape(apply_fn, params, x1)
+    n2 = n1 if x2 is None else output_shape(apply_fn, params, x2)[0]
+    item = _itemsize(params)
+    m = num_params(params)
+    out_bytes = n1 * n2 * k * k * item
+    check(
+        out_bytes <= max_bytes,
+        f"a dense NTK Gram of shape ({n1 * k}, {n2 * k}) would need {_gib(out_bytes)} (limit {_gib(max_bytes)}): "
+        "use gs_jax.features.top_k (matrix-free NTK-vector products) for the leading features without forming K, "
+        "or compute it in row blocks K(x1[i:i+b], x2) with batch_size=... and consume each block, "
+        "or raise max_bytes",
+    )
+    if batch_size is not None:
+        check(int(batch_size) >= 1, f"batch_size must be a positive integer, got {batch_size}")
+    rows = n1 + n2 if batch_size is None else 2 * min(int(batch_size), max(n1, n2))
+    jac_bytes = rows * k * m * item
+    check(
+        implementation not in ("jacobian", "jacobian_contraction") or jac_bytes <= max_bytes,
+        f"the Jacobian contraction holds {rows * k} × {m} Jacobian entries ({_gib(jac_bytes)}, limit "
+        f"{_gib(max_bytes)}): pass a smaller batch_size, implementation='structured', or use "
+        "gs_jax.features.top_k (matrix-free)",
+    )
+    kernel = _kernel_fn(apply_fn, implementation, vmap_axes)
+    if batch_size is None or (batch_size >= n1 and batch_size >= n2):
+        return kernel(params, x1, x1 if x2 is None else x2)
+    return _blocked(kernel, params, x1, x2, n1, n2, k, int(batch_size))
+
+
+def _blocked(kernel, params, x1, x2, n1, n2, k, b) -> jnp.ndarray:
+    """Assemble K block by block on the host (float of the params' precision)."""
+    symmetric = x2 is None
+    xb = x1 if symmetric else x2
+    starts1, starts2 = range(0, n1, b), range(0, n2, b)
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    out = np.empty((n1 * k, n2 * k), dtype=dtype)
+    blocks = [(i, j) for i in starts1 for j in starts2 if not symmetric or j >= i]
+    padded1 = {i: _pad_rows(_slice_rows(x1, i, min(i + b, n1)), b) for i in starts1}
+    padded2 = padded1 if symmetric else {j: _pad_rows(_slice_rows(xb, j, min(j + b, n2)), b) for j in starts2}
+    for i, j in runs.progress(blocks, total=len(blocks), desc="NTK blocks"):
+        bi, bj = min(b, n1 - i), min(b, n2 - j)
+        blk = np.asarray(kernel(params, padded1[i], padded2[j]))[: bi * k, : bj * k]
+        out[i * k : (i + bi) * k, j * k : (j + bj) * k] = blk
+        if symmetric and j > i:
+            out[j * k : (j + bj) * k, i * k : (i + bi) * k] = blk.T
+    return jnp.asarray(out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Matrix-free K·v
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def ntk_vp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    """A jitted closure ``v -> K v`` with K = Φ₀Φ₀ᵀ on ``x``, without forming K or Φ₀.
+
+    ``K v = Φ₀ (Φ₀ᵀ v)``: a VJP (Φ₀ᵀ v, a parameter-shaped pytree) followed by a JVP. The model is linearised
+    once here (``jax.linearize``), so each product costs about one forward and one backward pass, and the
+    intermediate memory is that of the activations on ``x``. ``v`` has shape ``(n * k,)`` (example-major) or
+    ``(n * k, p)`` for p products at once (matrix-matrix, vmapped).
+    """
+    n, k = output_shape(apply_fn, params, x)
+    f2 = _as_2d(apply_fn)
+    y0, f_jvp = jax.linearize(lambda p: f2(p, x), params)
+    f_vjp = jax.linear_transpose(f_jvp, params)
+
+    def kv(v_r):
+        (g,) = f_vjp(v_r.reshape(n, k).astype(y0.dtype))
+        return f_jvp(g).reshape(n * k)
+
+    kv_jit = jax.jit(kv)
+    kv_many = jax.jit(jax.vmap(kv, in_axes=1, out_axes=1))
+
+    def matvec(v):
+        v = jnp.asarray(v)
+        check(
+            v.ndim in (1, 2) and v.shape[0] == n * k,
+            f"ntk_vp: v must have shape ({n * k},) or ({n * k}, p), got {v.shape}",
+        )
+        return kv_jit(v) if v.ndim == 1 else kv_many(v)
+
+    return matvec
+
+
+def ntrf_tvp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    """A jitted closure ``w -> Φ₀ᵀ w`` (shape ``(m,)``, ``ravel_pytree`` order), or ``(n*k, p) -> (m, p)``."""
+    n, k = output_shape(apply_fn, params, x)
+    f2 = _as_2d(apply_fn)
+    y0, vjp = jax.vjp(lambda p: f2(p, x), params)
+
+    def tvp(w_r):
+        (g,) = vjp(w_r.reshape(n, k).astype(y0.dtype))
+        return ravel_pytree(g)[0]
+
+    one, many = jax.jit(tvp), jax.jit(jax.vmap(tvp, in_axes=1, out_axes=1))
+
+    def apply(w):
+        w = jnp.asarray(w)
+        check(
+            w.ndim in (1, 2) and w.shape[0] == n * k,
+            f"ntrf_tvp: w must have shape ({n * k},) or ({n * k}, p), got {w.shape}",
+        )
+        return one(w) if w.ndim == 1 else many(w)
+
+    return apply
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Linearised model (Eq. 3)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def linearize(apply_fn: ApplyFn, params: Any) -> ApplyFn:
+    """The linearised model ŷ_lin(θ, x) = ŷ(θ₀, x) + Φ₀(x)(θ − θ₀) around θ₀ = ``params`` (``neural_tangents.linearize``).
+
+    Returns ``f_lin(params, x)`` with the same signature and output shape as ``apply_fn``.
+    """
+    return _nt().linearize(apply_fn, params)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Infinite width (neural_tangents.stax, NTK parameterisation)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def relu_mlp_stax(
+    widths: tuple[int, ...] | int = 500,
+    *,
+    out_dim: int = 1,
+    W_std: float = 2.0**0.5,
+    b_std: float | None = 0.1,
+    parameterization: str = "ntk",
+) -> tuple[Callable, Callable, Callable]:
+    """A ReLU MLP as ``neural_tangents.stax``: ``(init_fn, apply_fn, kernel_fn)``.
+
+    ``widths`` are the hidden widths (an int for the paper's two-layer network ``d → width → out_dim``, Fig. 1).
+    In the NTK parameterisation (Eq. 1 of the paper: weights N(0, 1) scaled by σ_w/√fan_in in the forward pass)
+    the empirical NTK of ``apply_fn`` at ``init_fn`` converges to ``kernel_fn(x1, x2, "ntk")`` as the widths grow.
+    """
+    stax = _nt().stax
+    widths = (widths,) if isinstance(widths, int) else tuple(widths)
+    layers = []
+    for w in widths:
+        layers += [stax.Dense(w, W_std=W_std, b_std=b_std, parameterization=parameterization), stax.Relu()]
+    layers.append(stax.Dense(out_dim, W_std=W_std, b_std=b_std, parameterization=parameterization))
+    return stax.serial(*layers)
+
+
+def infinite_width_ntk(kernel_fn: Callable, x1: Any, x2: Any = None, *, batch_size: int | None = None):
+    """The analytic infinite-width NTK Θ(x₁, x₂) of a ``neural_tangents.stax`` ``kernel_fn``, shape ``(n1, n2)``.
+
+    One row per example (the infinite-width NTK is the identity across outputs). ``batch_size`` uses
+    ``neural_tangents.batch`` (n must then be divisible by it).
+    """
+    n1 = _n_examples(x1, "x1")
+    if x2 is not None:
+        _n_examples(x2, "x2")
+    fn = kernel_fn
+    if batch_size is not None:
+        check(
+            n1 % int(batch_size) == 0,
+            f"infinite_width_ntk: n={n1} must be divisible by batch_size={batch_size}",
+        )
+        fn = _nt().batch(kernel_fn, batch_size=int(batch_size))
+    return fn(x1, x2, "ntk")
