@@ -46,7 +46,7 @@ format: $(STAMP)  ## ruff format + autofix
 	$(VENV)/bin/ruff check --fix .
 
 theorem2: $(STAMP)  ## Theorem 2 sweep: z2*, dz2*/ds1^2 (implicit + FD), Lemma 1, phase map -> runs/theorem2/latest
-	@echo "make theorem2: not implemented yet (issue: dual/primal dynamics and Theorem 2)" >&2; exit 1
+	$(PY) analysis/theorem2.py $(ARGS)
 
 primal-dual: $(STAMP)  ## Fig. 5: primal vs dual trajectories with and without SD -> runs/primal_dual/latest
 	@echo "make primal-dual: not implemented yet (issue: dual/primal dynamics and Theorem 2)" >&2; exit 1

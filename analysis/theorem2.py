@@ -1,0 +1,15 @@
+"""Theorem 2 verified numerically (``make theorem2``); see configs/theorem2.py for variants and overrides."""
+
+import sys
+
+from gs_jax import cli, precision
+from gs_jax.fixed_points import run_theorem2
+
+
+def main(argv=None):
+    precision.enable_x64()
+    return cli.main(run_theorem2, experiment="theorem2", default_config="configs/theorem2.py", argv=argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

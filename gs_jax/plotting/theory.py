@@ -1,0 +1,107 @@
+"""Figures for the theory part: the starvation curves of Theorem 2, its phase map, primal vs dual (Fig. 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+EQ_STYLE = {"eq10": "-", "eq9": "--", "sd": ":"}
+EQ_LABEL = {"eq10": "Eq. 10 (linearised)", "eq9": "Eq. 9 (exact dual)", "sd": "SD, Eq. 18"}
+FIG5_COLOURS = ("#3B75AF", "#EF8636", "#529D3E", "#C53932", "#85584E")  # SPEC §3: the authors' colours
+
+
+def starvation_figure(rows: Sequence[Mapping]):
+    """z₂* and dz₂*/ds₁² against s₁²: one colour per δ, line style per equation (SD dotted, black)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    deltas = sorted({r["delta"] for r in rows})
+    colours = plt.cm.viridis(np.linspace(0, 0.85, max(len(deltas), 1)))
+    for equation in [e for e in ("eq10", "eq9", "sd") if any(r["equation"] == e for r in rows)]:
+        for delta, colour in zip(deltas, colours, strict=True):
+            sel = [r for r in rows if r["equation"] == equation and r["delta"] == delta]
+            s1 = np.array([r["s1_sq"] for r in sel])
+            kw = dict(ls=EQ_STYLE[equation], color="k" if equation == "sd" else colour, lw=1.2)
+            label = f"{equation}, δ={delta:g}"
+            axes[0].plot(s1, [r["z2"] for r in sel], label=label, **kw)
+            axes[1].plot(s1, [r["dz2_ds1sq"] for r in sel], label=label, **kw)
+    axes[0].set_ylabel("z₂*")
+    axes[1].set_ylabel("dz₂*/ds₁² (implicit)")
+    axes[1].axhline(0, color="grey", lw=0.6)
+    for ax in axes:
+        ax.set_xlabel("s₁²")
+        ax.grid(ls="--", alpha=0.5)
+    axes[1].legend(fontsize=6, ncol=3)
+    fig.suptitle("Theorem 2: a stronger feature 1 starves feature 2 (solid Eq. 10, dashed Eq. 9, dotted SD)")
+    fig.tight_layout()
+    return fig
+
+
+def phase_map_figure(rows: Sequence[Mapping]):
+    """Sign of dz₂*/ds₁² over (δ, s₁²/s₂²), one panel per (equation, λ); the z₂* = 0 contour in black."""
+    equations = sorted({r["equation"] for r in rows})
+    lams = sorted({r["lam"] for r in rows})
+    fig, axes = plt.subplots(
+        len(equations), len(lams), figsize=(3.6 * len(lams), 3.0 * len(equations)), squeeze=False
+    )
+    cmap = ListedColormap(["#3B75AF", "#C53932"])
+    for i, equation in enumerate(equations):
+        for j, lam in enumerate(lams):
+            sel = [r for r in rows if r["equation"] == equation and r["lam"] == lam]
+            d = np.array(sorted({r["delta"] for r in sel}))
+            q = np.array(sorted({r["ratio"] for r in sel}))
+            grid = {(r["delta"], r["ratio"]): r for r in sel}
+            dz = np.array([[grid[(a, b)]["dz2_ds1sq"] for a in d] for b in q])
+            z2 = np.array([[grid[(a, b)]["z2"] for a in d] for b in q])
+            ax = axes[i, j]
+            ax.pcolormesh(d, q, (dz >= 0).astype(float), cmap=cmap, vmin=0, vmax=1, shading="nearest")
+            if z2.min() < 0 < z2.max():
+                ax.contour(d, q, z2, levels=[0.0], colors="k", linewidths=1.2)
+            ax.set_title(f"{equation}, λ={lam:g}", fontsize=9)
+            ax.set_xlabel("δ")
+            ax.set_ylabel("s₁²/s₂²")
+    fig.suptitle("blue: dz₂*/ds₁² < 0 (starvation)   red: ≥ 0   black line: z₂* = 0", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def primal_dual_figure(curves: Sequence[Mapping], xlim=(-0.5, 10.5), ylim=(-0.1, 1.75)):
+    """Fig. 5: trajectories in the (|z₁|, |z₂|) plane.
+
+    ``curves`` holds dicts with keys ``s1``, ``dual``, ``primal_l2``, ``primal_sd`` (arrays (T, 2) of z).
+    Left panel: dual (dotted) vs primal with weight decay (solid); right: primal weight decay vs SD (dashed).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+    for c, colour in zip(curves, FIG5_COLOURS * 4, strict=False):
+        lab = f"s₁={c['s1']:g}"
+        axes[0].plot(*np.abs(c["dual"]).T, ":", color=colour, lw=2)
+        axes[0].plot(*np.abs(c["primal_l2"]).T, "-", color=colour, lw=1, label=lab)
+        axes[1].plot(*np.abs(c["primal_l2"]).T, "-", color=colour, lw=1, label=lab)
+        axes[1].plot(*np.abs(c["primal_sd"]).T, "--", color=colour, lw=2)
+    axes[0].set_title("dual (dotted) vs primal, weight decay (solid)", fontsize=9)
+    axes[1].set_title("primal weight decay (solid) vs SD (dashed)", fontsize=9)
+    for ax in axes:
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
+        ax.set_xlabel("|z₁|")
+        ax.set_ylabel("|z₂|")
+        ax.set_facecolor("#EBEBEB")
+        ax.grid(ls="--", color="white")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def flow_field_figure(z1_g, z2_g, dz1_g, dz2_g, fixed_points: Mapping[str, np.ndarray], ax=None):
+    """Streamlines of a flow in the (z₁, z₂) plane with labelled fixed points (notebook)."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 4))
+    ax.streamplot(z1_g, z2_g, dz1_g, dz2_g, color="#888888", density=1.0, linewidth=0.7)
+    for (name, z), colour in zip(fixed_points.items(), FIG5_COLOURS, strict=False):
+        ax.plot(z[0], z[1], "o", color=colour, label=name)
+    ax.set_xlabel("z₁")
+    ax.set_ylabel("z₂")
+    ax.legend(fontsize=7)
+    return fig if fig is not None else ax.figure
