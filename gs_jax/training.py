@@ -572,6 +572,7 @@ def moons_keys(root_seed: int, case: str, seeds) -> jax.Array:
     return jnp.stack([jax.random.fold_in(base, int(s)) for s in seeds])
 
 
+@functools.cache
 def moons_eval_fn(arch: MoonsArch, points_per_chunk: int = 4096):
     """``f(state, params0, x_sn2) -> logits (S, N)`` in eval mode, jitted, over any number of points per seed
     (evaluated in chunks with ``lax.map`` so a 5,000-wide net on a fine grid fits in memory)."""
@@ -589,6 +590,7 @@ def moons_eval_fn(arch: MoonsArch, points_per_chunk: int = 4096):
     return lambda state, params0, x: f(state.params, state.batch_stats, params0, jnp.asarray(x, jnp.float32))
 
 
+@functools.cache
 def moons_input_grad_fn(arch: MoonsArch):
     """``g(state, params0, x_sn2) -> ∂ŷ_i/∂x_i (S, n, 2)`` in eval mode (each logit depends on its own input only)."""
     _, _, apply_eval, _ = make_moons_trainer(arch)

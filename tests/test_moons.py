@@ -1,0 +1,388 @@
+"""Two-moons model, trainer, quantities and entry point (gs_jax.models MoonsMLP, gs_jax.training two-moons)."""
+
+import json
+
+import jax
+import jax.experimental
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gs_jax import losses, models, training
+from gs_jax.config import load_config
+from gs_jax.data import moons as moons_data
+from gs_jax.errors import GsJaxError
+
+# ---------------------------------------------------------------------------------------------------------------
+# model: PyTorch nn.Linear init, batchnorm, dropout
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_torch_linear_init_bounds_and_distribution():
+    """torch nn.Linear: weight and bias ~ U(±1/√fan_in): fc1 bound 1/√2, fc2 bound 1/√500; 2,001 parameters."""
+    params = models.MoonsMLP().init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))["params"]
+    assert sum(p.size for p in jax.tree_util.tree_leaves(params)) == 2001
+    fc1, fc2 = params["TorchDense_0"], params["TorchDense_1"]
+    for leaf, bound in [(fc1["kernel"], 2**-0.5), (fc1["bias"], 2**-0.5), (fc2["kernel"], 500**-0.5)]:
+        a = np.asarray(leaf).ravel()
+        assert np.all(np.abs(a) <= bound)
+        assert np.abs(a).max() > 0.97 * bound  # fills the interval (n ≥ 500 draws: P(max < 0.97b) < 1e-6)
+        # U(−b, b) has variance b²/3; with n ≥ 500 draws the sample variance is within 15 % (≈ 4 std errors)
+        assert abs(a.var() / (bound**2 / 3) - 1) < 0.15
+        assert abs(a.mean()) < 4 * bound / np.sqrt(3 * a.size)
+    assert abs(float(fc2["bias"][0])) <= 500**-0.5
+    # the 5-layer net: 2·500+500 + 3·(500·500+500) + 501
+    deep = models.MoonsMLP(n_hidden=4).init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))["params"]
+    assert sum(p.size for p in jax.tree_util.tree_leaves(deep)) == 1500 + 3 * 250500 + 501
+    assert np.abs(np.asarray(deep["TorchDense_2"]["kernel"])).max() <= 500**-0.5
+
+
+def test_batchnorm_matches_torch_formulas():
+    """Train: batch mean / biased variance; running stats: momentum 0.1 with the UNBIASED variance; eval: running."""
+    x = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32) * 2 + 1
+    bn = models.TorchBatchNorm()
+    v = bn.init(jax.random.PRNGKey(0), x, train=False)
+    y, new = bn.apply(v, x, train=True, mutable=["batch_stats"])
+    ref = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new["batch_stats"]["mean"], 0.1 * x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(new["batch_stats"]["var"], 0.9 + 0.1 * x.var(0, ddof=1), rtol=1e-5)
+    y_eval = bn.apply({**v, "batch_stats": new["batch_stats"]}, x, train=False)
+    rm, rv = 0.1 * x.mean(0), 0.9 + 0.1 * x.var(0, ddof=1)
+    np.testing.assert_allclose(y_eval, (x - rm) / np.sqrt(rv + 1e-5), rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_before_relu_train_only():
+    m = models.MoonsMLP(hidden=2000, dropout=0.7)
+    x = jnp.ones((1, 2))
+    v = m.init(jax.random.PRNGKey(0), x)
+    p = v["params"]
+    pre = x @ p["TorchDense_0"]["kernel"] + p["TorchDense_0"]["bias"]
+    ref_eval = jax.nn.relu(pre) @ p["TorchDense_1"]["kernel"] + p["TorchDense_1"]["bias"]
+    np.testing.assert_allclose(m.apply(v, x), ref_eval[:, 0], rtol=1e-5)
+    out = m.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(3)})
+    assert not np.allclose(out, ref_eval[:, 0])
+    # inverted dropout: the kept units are scaled by 1/(1−p); about 30 % are kept
+    _, inter = m.apply(
+        v,
+        x,
+        train=True,
+        rngs={"dropout": jax.random.PRNGKey(3)},
+        capture_intermediates=True,
+        mutable=["intermediates"],
+    )
+    h = np.asarray(inter["intermediates"]["Dropout_0"]["__call__"][0])
+    kept = h != 0
+    assert 0.25 < kept.mean() < 0.35
+    np.testing.assert_allclose(h[kept], (np.asarray(pre) / 0.3)[kept], rtol=1e-5)
+    ref_train = np.maximum(h, 0) @ np.asarray(p["TorchDense_1"]["kernel"]) + np.asarray(
+        p["TorchDense_1"]["bias"]
+    )
+    np.testing.assert_allclose(out, ref_train[:, 0], rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# optimisers: torch SGD-momentum with coupled weight decay, torch Adam
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _torch_sgd_reference(p, grads, lr, wd):
+    """torch.optim.SGD(momentum=0.9, dampening=0, nesterov=False, weight_decay=wd), written out."""
+    buf = None
+    for g in grads:
+        g = g(p) + wd * p
+        buf = g if buf is None else 0.9 * buf + g
+        p = p - lr * buf
+    return p
+
+
+def test_sgd_momentum_weight_decay_matches_torch_recursion(x64):
+    target = jnp.array([1.0, -2.0, 0.5])
+
+    def grad(p):
+        return 3.0 * (p - target) + jnp.sin(p)
+
+    p0 = jnp.array([0.3, 0.2, -0.1])
+    opt = training.moons_optimizer("sgd", 1e-2, 2e-4)
+    p, state = p0, opt.init(p0)
+    for _ in range(25):
+        u, state = opt.update(grad(p), state, p)
+        p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(p, _torch_sgd_reference(p0, [grad] * 25, 1e-2, 2e-4), rtol=1e-12)
+
+
+def test_adam_matches_torch_recursion(x64):
+    def grad(p):
+        return jnp.cos(3 * p) + p
+
+    p0 = jnp.array([0.3, -1.2])
+    opt = training.moons_optimizer("adam", 3e-3, 0.0)
+    p, state = p0, opt.init(p0)
+    m = v = jnp.zeros_like(p0)
+    q = p0
+    for t in range(1, 21):
+        u, state = opt.update(grad(p), state, p)
+        p = optax.apply_updates(p, u)
+        g = grad(q)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+        q = q - 3e-3 * (m / (1 - 0.9**t)) / (jnp.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    np.testing.assert_allclose(p, q, rtol=1e-12)
+    with pytest.raises(GsJaxError):
+        training.moons_optimizer("rmsprop", 1e-3, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SD penalty gradient
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_sd_loss_gradient_closed_form_and_finite_differences(x64):
+    """∂/∂ŷ_i [mean CE + c·mean ŷ²] = (σ(ŷ_i) − y_i)/n + 2cŷ_i/n; and through the network vs central differences."""
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=11) * 3)
+    y = jnp.asarray(rng.integers(0, 2, size=11).astype(np.float64))
+    c = 0.003
+
+    def loss(z):
+        return losses.mean_nll(z, y) + c * losses.sd_penalty(z)
+
+    np.testing.assert_allclose(
+        jax.grad(loss)(logits), (jax.nn.sigmoid(logits) - y) / 11 + 2 * c * logits / 11, rtol=1e-12
+    )
+    # the authors' CE form log(1 + exp(−ŷy±)) equals mean_nll
+    ypm = 2 * y - 1
+    np.testing.assert_allclose(
+        loss(logits), jnp.mean(jnp.log1p(jnp.exp(-logits * ypm))) + c * jnp.mean(logits**2)
+    )
+    # through the network's parameters (float64), one coordinate by central differences
+    model = models.MoonsMLP(hidden=8)
+    x = jnp.asarray(rng.normal(size=(11, 2)))
+    params = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1), x)["params"]
+    )
+
+    def total(p):
+        return loss(model.apply({"params": p}, x))
+
+    g = jax.grad(total)(params)["TorchDense_0"]["kernel"][1, 3]
+    h = 1e-6
+
+    def shifted(d):
+        return total(
+            jax.tree_util.tree_map_with_path(
+                lambda path, a: (
+                    a.at[1, 3].add(d) if "TorchDense_0" in str(path) and "kernel" in str(path) else a
+                ),
+                params,
+            )
+        )
+
+    np.testing.assert_allclose(g, (shifted(h) - shifted(-h)) / (2 * h), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trainer: vmapped seeds equal single-seed runs; the compiled chunk is reused
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_vmapped_seed_equals_the_same_seed_alone():
+    arch = training.MoonsArch(hidden=32)
+    hyper = training.MoonsHyper(1e-2, 2e-4, 0.003)
+    seeds = [0, 1, 2]
+    x, y = moons_data.stack_seeds(seeds, 0.1)
+    keys = training.moons_keys(0, "sep", seeds)
+    all_ = training.train_moons(arch, hyper, x, y, keys, 40, record_every=10, chunk_steps=20)
+    one = training.train_moons(arch, hyper, x[1:2], y[1:2], keys[1:2], 40, record_every=10, chunk_steps=20)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(all_.state.params), jax.tree_util.tree_leaves(one.state.params), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(a)[1], np.asarray(b)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(all_.logits_stn[1], one.logits_stn[0], rtol=1e-5, atol=1e-5)
+    assert all_.logits_stn.shape == (3, 4, 300) and list(all_.record_steps) == [0, 10, 20, 30]
+    # the first record is the forward pass at init, before any update
+    _, _, apply_eval, _ = training.make_moons_trainer(arch)
+    p0 = jax.tree_util.tree_map(lambda a: a[0], all_.params0)
+    np.testing.assert_allclose(all_.logits_stn[0, 0], apply_eval(p0, {}, p0, x[0]), rtol=1e-5, atol=1e-6)
+    # loss decreases
+    assert np.all(all_.loss_st[:, -1] < all_.loss_st[:, 0])
+
+
+def test_trainer_matches_a_hand_written_loop():
+    """Plain SGD-m + weight decay + SD in an explicit Python loop over steps (no scan, no vmap)."""
+    arch = training.MoonsArch(hidden=32)
+    x, y = moons_data.stack_seeds([4], -0.1)
+    keys = training.moons_keys(0, "nonsep", [4])
+    res = training.train_moons(arch, training.MoonsHyper(1e-2, 2e-4, 0.003), x, y, keys, 20, record_every=20)
+    model = models.MoonsMLP(hidden=32)
+    p = model.init(keys[0], jnp.asarray(x[0, :1]))["params"]
+    opt = optax.chain(optax.add_decayed_weights(2e-4), optax.sgd(1e-2, momentum=0.9))
+    s = opt.init(p)
+
+    def loss(p):
+        z = model.apply({"params": p}, x[0])
+        return losses.mean_nll(z, y[0]) + 0.003 * jnp.mean(z**2)
+
+    for _ in range(20):
+        u, s = opt.update(jax.grad(loss)(p), s, p)
+        p = optax.apply_updates(p, u)
+    for a, b in zip(jax.tree_util.tree_leaves(res.state.params), jax.tree_util.tree_leaves(p), strict=True):
+        np.testing.assert_allclose(np.asarray(a)[0], b, rtol=1e-5, atol=1e-6)
+
+
+def test_chunk_program_is_reused_across_cases_and_chunks():
+    arch = training.MoonsArch(hidden=16)
+    x, y = moons_data.stack_seeds([0], 0.1)
+    keys = training.moons_keys(0, "a", [0])
+    training.train_moons(
+        arch, training.MoonsHyper(1e-2, 0.0, 0.0), x, y, keys, 20, record_every=10, chunk_steps=10
+    )
+    _, run_v = training._moons_jitted(arch, 1, 10)
+    n = run_v._cache_size()
+    # other hyper-parameters and twice as many chunks: no new compilation
+    training.train_moons(
+        arch, training.MoonsHyper(3e-2, 1e-2, 0.5), x, y, keys, 40, record_every=10, chunk_steps=10
+    )
+    assert run_v._cache_size() == n
+
+
+@pytest.mark.parametrize(
+    "name", ["sep_dropout", "sep_batchnorm", "sep_deeper", "sep_adam_small_lr", "sep_rotated"]
+)
+def test_every_architecture_trains(name):
+    cfg = load_config("configs/moons.py:small")
+    arch, x, y, res, steps = training.train_moons_case(cfg, name, seeds=[0], hidden=16, max_steps=20)
+    assert steps == 20 and np.all(np.isfinite(res.loss_st))
+    q = training.moons_quantities(arch, res, x, y, margin_n=41, margin_lim=2.5)
+    assert set(q) >= {"margin", "vertical_dependence", "train_acc", "acc_x2_mean"}
+    if name == "sep_batchnorm":
+        stats = res.state.batch_stats["TorchBatchNorm_0"]
+        assert not np.allclose(stats["var"], 1.0)  # running statistics were updated
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# quantities: margin, reliance, z-responses
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_margin_of_a_known_boundary():
+    """Line w·x + b = 0: distance |w·x + b|/‖w‖; circle ‖x‖ = r: | ‖x‖ − r |. Grid step 0.0125 (error ≪ step)."""
+    axis = np.linspace(-2.5, 2.5, 401)
+    a, b = np.meshgrid(axis, axis, indexing="ij")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.5, 1.5, size=(50, 2))
+    w, c = np.array([0.8, -0.3]), 0.2
+    pts = training.boundary_points(w[0] * a + w[1] * b + c, axis)
+    d = training.signed_boundary_distances(pts, x, np.ones(50, bool))
+    np.testing.assert_allclose(d, np.abs(x @ w + c) / np.linalg.norm(w), atol=5e-3)
+    pts = training.boundary_points(np.hypot(a, b) - 1.0, axis)
+    d = training.signed_boundary_distances(pts, x, np.arange(50) % 2 == 0)
+    ref = np.abs(np.hypot(x[:, 0], x[:, 1]) - 1.0)
+    np.testing.assert_allclose(np.abs(d), ref, atol=5e-3)
+    assert np.all(d[1::2] <= 0) and np.all(d[::2] >= 0)  # misclassified points count negative
+
+
+def test_reliance_and_margin_on_a_trained_case_match_brute_force():
+    cfg = load_config("configs/moons.py:small")
+    arch, x, y, res, _ = training.train_moons_case(cfg, "sep", seeds=[0, 1], hidden=32, max_steps=30)
+    q = training.moons_quantities(arch, res, x, y, margin_n=201, margin_lim=2.5)
+    _, _, apply_eval, _ = training.make_moons_trainer(arch)
+    p = jax.tree_util.tree_map(lambda a: jnp.asarray(a[1]), res.state.params)
+    f = lambda xx: np.asarray(apply_eval(p, {}, p, jnp.asarray(xx, jnp.float32)), np.float64)  # noqa: E731
+    eps = 1e-2  # piecewise-linear net: central differences are exact away from ReLU kinks (float32 logits)
+    dx2 = (f(x[1] + [0, eps]) - f(x[1] - [0, eps])) / (2 * eps)
+    np.testing.assert_allclose(q["vertical_dependence"][1], np.abs(dx2).mean(), rtol=2e-2)
+    xm = x[1].copy()
+    xm[:, 1] = xm[:, 1].mean()
+    np.testing.assert_allclose(q["acc_x2_mean"][1], np.mean((f(xm) > 0) == (y[1] > 0.5)))
+    # margin: brute force, for EVERY training point the first sign change along 180 rays (radius step 0.01 up to
+    # 0.6), signed negative for misclassified points; the grid method has step 0.025 here
+    z0 = f(x[1])
+    ang = np.linspace(0, 2 * np.pi, 180, endpoint=False)
+    dirs = np.stack([np.cos(ang), np.sin(ang)], 1)
+    radii = np.arange(1, 61) * 0.01
+    probe = x[1][:, None, None, :] + radii[None, :, None, None] * dirs[None, None]
+    vals = f(probe.reshape(-1, 2)).reshape(300, len(radii), len(ang))
+    flip = (np.sign(vals) != np.sign(z0)[:, None, None]).any(axis=2)
+    dist = np.where(flip.any(axis=1), radii[np.argmax(flip, axis=1)], np.inf)
+    correct = (z0 > 0) == (y[1] > 0.5)
+    brute = np.min(np.where(correct, dist, -dist))
+    assert z0.min() < 0 < z0.max() and np.isfinite(brute)
+    assert abs(q["margin"][1] - brute) < 0.02
+
+
+def test_z_responses_equal_the_authors_gram_eigenvectors():
+    """SPEC §1.4: |U_Kᵀ ŷ| with U_K the eigenvectors of K = JJᵀ (independent jacrev + eigh) equals |UᵀYŷ| (Eq. 4)."""
+    cfg = load_config("configs/moons.py:small")
+    arch, x, y, res, _ = training.train_moons_case(cfg, "sep", seeds=[0], hidden=24, max_steps=20)
+    feats = training.moons_init_features(arch, res.params0, x, y)
+    z = training.moons_responses(feats, y, res.logits_stn, indices=(1, 6), top_aligned=2)
+    _, _, _, apply_fn = training.make_moons_trainer(arch)
+    with jax.experimental.enable_x64():
+        p0 = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0], jnp.float64), res.params0)
+        flat, unravel = jax.flatten_util.ravel_pytree(p0)
+        jac = jax.jacrev(lambda t: apply_fn(unravel(t), jnp.asarray(x[0], jnp.float64)))(flat)
+        evals, evecs = np.linalg.eigh(np.asarray(jac @ jac.T))
+    u = evecs[:, ::-1]
+    ref = np.abs(res.logits_stn[0] @ u[:, [1, 6]])
+    np.testing.assert_allclose(z["authors"][0], ref, rtol=2e-3, atol=2e-3 * np.abs(ref).max())
+    # the top label-aligned direction carries the largest (1ᵀu)² = (yᵀu_K)²
+    share = (u.T @ (2 * y[0] - 1)) ** 2
+    assert z["aligned_index"][0, 0] == np.argmax(share)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# configs and entry point
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", [None, "paper", "fig1", "appendix_b", "linear", "small"])
+def test_config_variants_load(variant):
+    cfg = load_config("configs/moons.py" + (f":{variant}" if variant else ""))
+    for name in cfg.run:
+        arch, hyper = training.moons_case(cfg.cases[name])
+        assert arch.optimizer in ("sgd", "adam") and hyper.lr > 0
+
+
+def test_config_paper_numbers():
+    cfg = load_config("configs/moons.py")
+    c = cfg.cases
+    assert (c.nonsep.delta, c.sep.delta, c.sep_sd.sd_coef) == (-0.1, 0.1, 0.003)
+    assert c.sep.weight_decay == 2e-4 and c.sep_none.weight_decay == 0.0 and c.sep_longer.steps == 100000
+    assert c.sep_adam_small_lr.hidden == 500 and (c.sep_wider.hidden, c.sep_narrower.hidden) == (5000, 50)
+    with pytest.raises(GsJaxError, match="unknown variant"):
+        load_config("configs/moons.py:nope")
+
+
+def test_entry_point_writes_the_output_contract(in_tmp):
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("train_moons", repo / "train" / "moons.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rc = mod.main(
+        [
+            "--config",
+            str(repo / "configs/moons.py:small"),
+            "--config.run=nonsep,sep,sep_sd",
+            "--config.appendix_b=sep,sep_sd",
+            "--config.seeds=1",
+            "--runs-dir",
+            str(in_tmp / "runs"),
+        ]
+    )
+    assert rc == 0
+    out = in_tmp / "runs" / "moons" / "latest"
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("nonsep", "sep", "sep_sd"):
+        c = summary["cases"][name]
+        for key in ("margin_mean", "margin_std", "vertical_dependence_mean", "train_acc_mean"):
+            assert c[key] is not None
+    assert set(summary["fig1d"]) == {"nonsep", "sep", "sep_sd"}
+    for f in ("fig1.png", "fig1.pdf", "appendix_b.png", "table.md", "fig1d_z.npz", "metrics.jsonl"):
+        assert (out / f).exists(), f
+    rc = mod.main(["--config", str(repo / "configs/moons.py:small"), "--config.run=bogus", "--runs-dir", "r"])
+    assert rc == 2
