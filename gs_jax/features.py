@@ -199,7 +199,7 @@ def top_k(
     k: int,
     *,
     method: str = "lanczos",
-    tol: float = 1e-8,
+    tol: float | None = None,
     oversample: int = 10,
     n_iter: int = 8,
     key: jax.Array | None = None,
@@ -214,7 +214,7 @@ def top_k(
       y: labels, one per row of Φ₀, in {−1, +1} or {0, 1}.
       k: number of features.
       method: ``"lanczos"`` (implicitly restarted Lanczos, ``scipy.sparse.linalg.eigsh``: one product at a time,
-        accurate to ``tol``) or ``"randomized"`` (randomized subspace iteration with ``k + oversample`` columns and
+        relative accuracy ``tol``, default 1e-10 for a float64 model, 1e-5 for float32) or ``"randomized"`` (randomized subspace iteration with ``k + oversample`` columns and
         ``n_iter`` power steps, Halko et al. 2011: blocks of products, fewer passes, accuracy set by the
         spectral gap).
       key: PRNG key for the randomized start (default ``PRNGKey(0)``); Lanczos uses a fixed start vector.
@@ -228,6 +228,8 @@ def top_k(
     check(1 <= int(k) < rows, f"k must be in [1, {rows - 1}] (fewer than the {rows} rows), got {k}")
     k = int(k)
     kv = ntk.ntk_vp(apply_fn, params, x)
+    if tol is None:
+        tol = 1e-10 if jax.eval_shape(apply_fn, params, x).dtype == jnp.float64 else 1e-5
     if method == "lanczos":
         lam, W = _lanczos(kv, np.asarray(y_pm, dtype=np.float64), rows, k, tol)
     elif method == "randomized":

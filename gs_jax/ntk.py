@@ -301,22 +301,24 @@ def _blocked(kernel, params, x1, x2, n1, n2, k, b) -> jnp.ndarray:
 def ntk_vp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jnp.ndarray]:
     """A jitted closure ``v -> K v`` with K = Φ₀Φ₀ᵀ on ``x``, without forming K or Φ₀.
 
-    ``K v = Φ₀ (Φ₀ᵀ v)``: a VJP (Φ₀ᵀ v, a parameter-shaped pytree) followed by a JVP. The model is linearised
-    once here (``jax.linearize``), so each product costs about one forward and one backward pass, and the
-    intermediate memory is that of the activations on ``x``. ``v`` has shape ``(n * k,)`` (example-major) or
+    ``K v = Φ₀ (Φ₀ᵀ v)``: a VJP (Φ₀ᵀ v, a parameter-shaped pytree) followed by a JVP, so each product costs
+    about three forward passes and the intermediate memory is that of the activations on ``x``. ``v`` has shape ``(n * k,)`` (example-major) or
     ``(n * k, p)`` for p products at once (matrix-matrix, vmapped).
     """
     n, k = output_shape(apply_fn, params, x)
     f2 = _as_2d(apply_fn)
-    y0, f_jvp = jax.linearize(lambda p: f2(p, x), params)
-    f_vjp = jax.linear_transpose(f_jvp, params)
+    dtype = jax.eval_shape(f2, params, x).dtype
 
-    def kv(v_r):
-        (g,) = f_vjp(v_r.reshape(n, k).astype(y0.dtype))
-        return f_jvp(g).reshape(n * k)
+    # params and x are traced arguments, not closed-over constants: XLA then sees one program whatever n is
+    # (closing over a linearisation's residuals embeds them as constants, which is slow to compile and was
+    # observed to give wrong products on CPU for n = 1000).
+    def kv(p, xx, v_r):
+        _, vjp = jax.vjp(lambda q: f2(q, xx), p)
+        (g,) = vjp(v_r.reshape(n, k).astype(dtype))
+        return jax.jvp(lambda q: f2(q, xx), (p,), (g,))[1].reshape(n * k)
 
-    kv_jit = jax.jit(kv)
-    kv_many = jax.jit(jax.vmap(kv, in_axes=1, out_axes=1))
+    kv_one = jax.jit(kv)
+    kv_many = jax.jit(jax.vmap(kv, in_axes=(None, None, 1), out_axes=1))
 
     def matvec(v):
         v = jnp.asarray(v)
@@ -324,7 +326,7 @@ def ntk_vp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jn
             v.ndim in (1, 2) and v.shape[0] == n * k,
             f"ntk_vp: v must have shape ({n * k},) or ({n * k}, p), got {v.shape}",
         )
-        return kv_jit(v) if v.ndim == 1 else kv_many(v)
+        return kv_one(params, x, v) if v.ndim == 1 else kv_many(params, x, v)
 
     return matvec
 
@@ -333,13 +335,15 @@ def ntrf_tvp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], 
     """A jitted closure ``w -> Φ₀ᵀ w`` (shape ``(m,)``, ``ravel_pytree`` order), or ``(n*k, p) -> (m, p)``."""
     n, k = output_shape(apply_fn, params, x)
     f2 = _as_2d(apply_fn)
-    y0, vjp = jax.vjp(lambda p: f2(p, x), params)
+    dtype = jax.eval_shape(f2, params, x).dtype
 
-    def tvp(w_r):
-        (g,) = vjp(w_r.reshape(n, k).astype(y0.dtype))
+    def tvp(p, xx, w_r):
+        _, vjp = jax.vjp(lambda q: f2(q, xx), p)
+        (g,) = vjp(w_r.reshape(n, k).astype(dtype))
         return ravel_pytree(g)[0]
 
-    one, many = jax.jit(tvp), jax.jit(jax.vmap(tvp, in_axes=1, out_axes=1))
+    one = jax.jit(tvp)
+    many = jax.jit(jax.vmap(tvp, in_axes=(None, None, 1), out_axes=1))
 
     def apply(w):
         w = jnp.asarray(w)
@@ -347,7 +351,7 @@ def ntrf_tvp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], 
             w.ndim in (1, 2) and w.shape[0] == n * k,
             f"ntrf_tvp: w must have shape ({n * k},) or ({n * k}, p), got {w.shape}",
         )
-        return one(w) if w.ndim == 1 else many(w)
+        return one(params, x, w) if w.ndim == 1 else many(params, x, w)
 
     return apply
 

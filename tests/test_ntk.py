@@ -191,3 +191,16 @@ def test_errors_are_one_line(x64):
         ntk.empirical_ntk(apply_fn, params, x, implementation="magic")
     with pytest.raises(GsJaxError, match="ntk_vp: v must have shape"):
         ntk.ntk_vp(apply_fn, params, x)(jnp.ones(3))
+
+
+def test_ntk_vp_float32_moderate_n():
+    """Regression: products at n in the hundreds, float32 (a closed-over linearisation gave wrong K·v here)."""
+    from gs_jax.models import CmnistMLP
+
+    model = CmnistMLP(hidden=32)
+    x = jax.random.normal(jax.random.PRNGKey(0), (1000, 392), dtype=jnp.float32)
+    params = model.init(jax.random.PRNGKey(1), x[:2])
+    K = np.asarray(ntk.empirical_ntk(model.apply, params, x), dtype=np.float64)
+    v = np.random.default_rng(0).normal(size=(1000, 2)).astype(np.float32)
+    got = np.asarray(ntk.ntk_vp(model.apply, params, x)(v), dtype=np.float64)
+    np.testing.assert_allclose(got, K @ v, atol=1e-5 * np.abs(K @ v).max())  # float32 sums over m ≈ 14k terms

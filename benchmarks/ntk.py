@@ -1,0 +1,254 @@
+"""Wall time and peak memory of the empirical NTK Gram, per implementation, and the matrix-free top-k features.
+
+Part 1 — K = Φ₀Φ₀ᵀ on n random inputs (float32, as trained) for the Fig. 1 two-layer ReLU (2 → 500 → 1,
+``gs_jax.models.MoonsMLP``) and the Colored MNIST MLP (392 → 300 → 300 → 1, ``gs_jax.models.CmnistMLP``):
+
+- ``raw-structured``: ``neural_tangents.empirical_ntk_fn`` (structured derivatives), jitted, called directly;
+- ``ours-structured`` / ``ours-jacobian`` / ``ours-ntvp``: ``gs_jax.ntk.empirical_ntk`` with each implementation;
+- ``ours-blocked``: ``gs_jax.ntk.empirical_ntk(..., batch_size=B)`` (bounded working memory);
+- ``brute-jacrev``: ``jax.jacrev`` of the flattened model, then J Jᵀ.
+
+``first`` is the first call (tracing + compilation + run), ``warm`` a second call on the same shapes; ``peak`` is
+the process's peak resident memory during the call minus its resident memory before (Linux ``VmHWM``, reset per
+measurement), so it includes the output and XLA's buffers. ``ratio`` = warm / warm of raw-structured.
+Slow methods are only run up to ``--dense-max`` examples.
+
+Part 2 — the top-k features of YΦ₀ for the CMNIST MLP at n inputs (issue goal: k = 20 at n = 20,000 in under
+5 minutes on 2 CPU cores with bounded memory) by ``gs_jax.features.top_k`` (Lanczos on NTK-vector products).
+
+    python benchmarks/ntk.py            # small: n ∈ {256, 1024}, top-20 at n = 2,000 (checked against dense eigh)
+    python benchmarks/ntk.py --full     # the issue's sizes: n ∈ {256, 1024, 4096}, top-20 at n = 20,000
+
+Timings depend on the machine's load: report ``uptime`` alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GS_NO_PROGRESS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+
+from gs_jax import features, models, ntk  # noqa: E402
+
+MODELS = {
+    "relu-2-500-1": (lambda: models.MoonsMLP(hidden=500), 2),
+    "cmnist-mlp": (lambda: models.CmnistMLP(hidden=300), 392),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux ≥ 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn, repeats: int = 3) -> dict:
+    """First call (compile + run) seconds, best of ``repeats`` warm calls, peak RSS growth (MiB) over the first."""
+    can_reset = _reset_peak()
+    rss0 = _status_kib("VmRSS")
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    peak = _status_kib("VmHWM")
+    warm = float("inf")
+    for _ in range(repeats if first < 5 else 1):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        warm = min(warm, time.perf_counter() - t0)
+    peak_mib = (peak - rss0) / 1024 if (can_reset and peak is not None and rss0 is not None) else float("nan")
+    return {"first": first, "warm": warm, "peak_mib": peak_mib, "out": out}
+
+
+def _raw_structured(apply_fn):
+    nt = ntk._nt()
+    fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0, implementation=3)
+    return jax.jit(lambda p, x: fn(x, None, p))
+
+
+def _brute_jacrev(apply_fn):
+    def gram(params, x):
+        theta, unravel = ravel_pytree(params)
+        J = jax.jacrev(lambda t: apply_fn(unravel(t), x).reshape(-1))(theta)
+        return J @ J.T
+
+    return jax.jit(gram)
+
+
+def _methods(apply_fn, params, x, n: int, dense_max: int, block: int) -> dict:
+    """name -> (thunk computing K, whether to run it at this n)."""
+    raw = _raw_structured(apply_fn)
+    brute = _brute_jacrev(apply_fn)
+    return {
+        "raw-structured": (lambda: raw(params, x), True),
+        "ours-structured": (lambda: ntk.empirical_ntk(apply_fn, params, x), True),
+        "ours-blocked": (lambda: ntk.empirical_ntk(apply_fn, params, x, batch_size=block), n > block),
+        "ours-jacobian": (
+            lambda: ntk.empirical_ntk(apply_fn, params, x, implementation="jacobian", max_bytes=2**34),
+            n <= dense_max,
+        ),
+        "ours-ntvp": (
+            lambda: ntk.empirical_ntk(apply_fn, params, x, implementation="ntvp"),
+            n <= dense_max,
+        ),
+        "brute-jacrev": (lambda: brute(params, x), n <= dense_max),
+    }
+
+
+def gram_table(sizes, dense_max: int, block: int, seed: int = 0) -> list[dict]:
+    rows = []
+    for name, (make, d) in MODELS.items():
+        model = make()
+        for n in sizes:
+            x = jax.random.normal(jax.random.PRNGKey(seed), (n, d), dtype=jnp.float32)
+            params = model.init(jax.random.PRNGKey(seed + 1), x[:2])
+            apply_fn = model.apply
+            methods = _methods(apply_fn, params, x, n, dense_max, block)
+            ref = None
+            raw_warm = None
+            for method, (fn, run) in methods.items():
+                row = {"model": name, "n": n, "m": ntk.num_params(params), "method": method}
+                if not run:
+                    rows.append(
+                        row | {"first": None, "warm": None, "peak_mib": None, "ratio": None, "maxrel": None}
+                    )
+                    continue
+                r = measure(fn)
+                K = np.asarray(r.pop("out"), dtype=np.float64)
+                if ref is None:
+                    ref, raw_warm = K, r["warm"]
+                r["ratio"] = r["warm"] / raw_warm
+                r["maxrel"] = float(np.abs(K - ref).max() / np.abs(ref).max())
+                rows.append(row | r)
+                print(_fmt_row(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Top-k features
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def top_k_run(n: int, k: int, check_dense: bool, seed: int = 0) -> dict:
+    model = models.CmnistMLP(hidden=300)
+    x = jax.random.normal(jax.random.PRNGKey(seed), (n, 392), dtype=jnp.float32)
+    y = (jax.random.uniform(jax.random.PRNGKey(seed + 2), (n,)) < 0.5).astype(jnp.int32)
+    params = model.init(jax.random.PRNGKey(seed + 1), x[:2])
+    _reset_peak()
+    rss0 = _status_kib("VmRSS")
+    t0 = time.perf_counter()
+    f = features.top_k(model.apply, params, x, np.asarray(y), k, method="lanczos", tol=1e-6)
+    jax.block_until_ready(f.s)
+    wall = time.perf_counter() - t0
+    peak = _status_kib("VmHWM")
+    out = {
+        "n": n,
+        "k": k,
+        "wall_s": wall,
+        "peak_mib": (peak - rss0) / 1024 if peak and rss0 else float("nan"),
+        "s_top": np.asarray(f.s[:5]).tolist(),
+        "s_k": float(f.s[-1]),
+        "dense_maxrel_s": None,
+    }
+    if check_dense:
+        K = ntk.empirical_ntk(model.apply, params, x, batch_size=1024)
+        dense = features.from_gram(K, np.asarray(y), top_k=k)
+        out["dense_maxrel_s"] = float(
+            np.max(np.abs(np.asarray(f.s) - np.asarray(dense.s)) / np.asarray(dense.s))
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _num(v, fmt):
+    width = int(fmt.split(".")[0])
+    return f"{'—':>{width}}" if v is None else format(v, fmt)
+
+
+def _fmt_row(r: dict) -> str:
+    return (
+        f"{r['model']:<13} {r['n']:>5} {r['m']:>7} {r['method']:<16} {_num(r['first'], '9.3f')} "
+        f"{_num(r['warm'], '9.3f')} {_num(r['peak_mib'], '9.0f')} {_num(r['ratio'], '7.2f')} "
+        f"{_num(r['maxrel'], '9.1e')}"
+    )
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (
+        f"{'model':<13} {'n':>5} {'m':>7} {'method':<16} {'first s':>9} {'warm s':>9} {'peak MiB':>9} "
+        f"{'ratio':>7} {'max rel':>9}"
+    )
+    return "\n".join([head, "-" * len(head)] + [_fmt_row(r) for r in rows])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--full", action="store_true", help="the issue's sizes (n up to 4096, top-k at 20,000)"
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="Gram sizes n (default 256 1024; --full adds 4096)"
+    )
+    parser.add_argument("--dense-max", type=int, default=1024, help="largest n for jacobian/ntvp/brute force")
+    parser.add_argument("--block", type=int, default=512, help="batch_size of the blocked method")
+    parser.add_argument("--top-n", type=int, help="n for the top-k features (default 2000; --full 20000)")
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--skip-gram", action="store_true")
+    parser.add_argument("--skip-top", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([256, 1024, 4096] if args.full else [256, 1024])
+    top_n = args.top_n or (20000 if args.full else 2000)
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load {os.getloadavg()}"
+    )
+    if not args.skip_gram:
+        rows = gram_table(sizes, args.dense_max, args.block)
+        print(format_table(rows))
+    if not args.skip_top:
+        r = top_k_run(top_n, args.top_k, check_dense=top_n <= 4096)
+        print(
+            f"top-{r['k']} features of the CMNIST MLP NTK at n = {r['n']}: {r['wall_s']:.1f} s, peak +{r['peak_mib']:.0f}"
+            f" MiB; s[:5] = {np.round(r['s_top'], 3).tolist()}, s[{r['k'] - 1}] = {r['s_k']:.3f}"
+            + (
+                ""
+                if r["dense_maxrel_s"] is None
+                else f"; max rel. error of s vs dense eigh {r['dense_maxrel_s']:.1e}"
+            )
+        )
+    print(f"load after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
