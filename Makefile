@@ -49,7 +49,7 @@ theorem2: $(STAMP)  ## Theorem 2 sweep: z2*, dz2*/ds1^2 (implicit + FD), Lemma 1
 	$(PY) analysis/theorem2.py $(ARGS)
 
 primal-dual: $(STAMP)  ## Fig. 5: primal vs dual trajectories with and without SD -> runs/primal_dual/latest
-	@echo "make primal-dual: not implemented yet (issue: dual/primal dynamics and Theorem 2)" >&2; exit 1
+	$(PY) analysis/primal_dual.py $(ARGS)
 
 train-cmnist: $(STAMP)  ## Colored MNIST Table 2 + Fig. 3 (ERM, SD, IRM, V-REx, oracle) -> runs/cmnist/latest
 	$(PY) train/cmnist.py $(ARGS)
