@@ -2,8 +2,8 @@
 
     python benchmarks/cmnist.py [--restarts 10] [--steps 1001] [--peak-gflops 140]
 
-Prints compile time, training wall time, the analytic FLOP count (XLA's CPU cost analysis does not count the matmul custom calls), the
-achieved GFLOP/s, the fraction of the matmul peak, the FLOP-based lower bound on the time, and the reference: the
+Prints compile time, training wall time, the analytic FLOP count (XLA's CPU cost analysis does not count the
+matmul custom calls), the achieved GFLOP/s, the fraction of the matmul peak, the FLOP-based lower bound on the time, and the reference: the
 authors' PyTorch loop, same protocol, measured at 63 s per restart on the 2-core CPU (≈ 630 s for 10).
 Timings on a shared machine are inflated by other load: the load average is printed beside them.
 """
