@@ -227,14 +227,16 @@ def fixed_point_and_residual(equation, U_nr, s_sq_r, lam):
 def primal_optimum(reg, Phi_nm, y_n, lam, iterations=60):
     """Minimiser θ* of Eq. 5 (``reg="l2"``) or Eq. 17 (``reg="sd"``) by damped Newton on θ from 0.
 
-    The objective is strictly convex (the ridge term; for SD when Φ₀ has full column rank). Independent of the
+    The objective is convex (strictly for the ridge term; for SD only up to the null space of Φ₀, where the
+    minimum-norm Newton step leaves θ untouched, so z* is still unique). Independent of the
     dual code, so comparing its z* with the dual fixed point checks the duality numerically.
     """
     loss = functools.partial(dynamics.primal_loss, Phi_nm=Phi_nm, y_n=y_n, lam=lam, reg=reg)
 
     def body(_, theta):
         g = jax.grad(loss)(theta)
-        step = jnp.linalg.solve(jax.hessian(loss)(theta), g)
+        # least squares: the minimum-norm Newton step when the Hessian is singular (SD with m > n)
+        step = jnp.linalg.lstsq(jax.hessian(loss)(theta), g)[0]
         size = jnp.max(jnp.abs(step))
         return theta - step * jnp.minimum(1.0, 5.0 / jnp.maximum(size, 1e-300))
 
@@ -430,7 +432,9 @@ def format_verdicts(verdicts) -> str:
 
 @functools.partial(jax.jit, static_argnames=("equation",))
 @functools.partial(jax.vmap, in_axes=(None, 0, 0, 0, 0))
-def _phase_points(equation, delta, s1_sq, s2_sq, lam):
+def z2_and_slope(equation, delta, s1_sq, s2_sq, lam):
+    """Vectorised over all arguments but ``equation``: ``(z₂*, dz₂*/ds₁² (implicit), residual)`` for Eq. 15."""
+
     def z_of(s1):
         return _z_two_feature(equation, delta, s1, s2_sq, lam)
 
@@ -447,7 +451,7 @@ def phase_map(equations, deltas, ratios, lams, s2_sq) -> list[dict]:
     rows = []
     for equation in equations:
         z2, dz2, res = (
-            np.asarray(a) for a in _phase_points(equation, D, R * s2_sq, np.full_like(D, s2_sq), L)
+            np.asarray(a) for a in z2_and_slope(equation, D, R * s2_sq, np.full_like(D, s2_sq), L)
         )
         check_converged(res, f"phase map {equation}")
         check(np.isfinite(z2).all() and np.isfinite(dz2).all(), f"phase map {equation}: non-finite values")
