@@ -572,6 +572,11 @@ def moons_keys(root_seed: int, case: str, seeds) -> jax.Array:
     return jnp.stack([jax.random.fold_in(base, int(s)) for s in seeds])
 
 
+def _moons_chunk(arch: MoonsArch, n_seeds: int) -> int:
+    """Grid points per evaluation chunk: about 2²² hidden activations (16 MiB) per chunk over all seeds."""
+    return max(256, 2**22 // max(arch.hidden, 1) // max(n_seeds, 1))
+
+
 @functools.cache
 def moons_eval_fn(arch: MoonsArch, points_per_chunk: int = 4096):
     """``f(state, params0, x_sn2) -> logits (S, N)`` in eval mode, jitted, over any number of points per seed
@@ -643,7 +648,7 @@ def moons_quantities(arch: MoonsArch, result: MoonsResult, x_sn2, y_sn, *, margi
     - ``acc_x2_mean``: training accuracy when x₂ is replaced by its mean over the data;
     - ``train_loss`` (mean CE, without penalties) and ``train_acc``.
     """
-    evaluate = moons_eval_fn(arch, points_per_chunk=max(256, 2**22 // max(arch.hidden, 1) // x_sn2.shape[0]))
+    evaluate = moons_eval_fn(arch, _moons_chunk(arch, x_sn2.shape[0]))
     grad = moons_input_grad_fn(arch)
     state, p0 = result.state, result.params0
     x = np.asarray(x_sn2, np.float32)
@@ -837,7 +842,7 @@ def run_moons(cfg, run_dir) -> dict[str, Any]:
         t0 = time.perf_counter()
         arch, x, y, result, steps = train_moons_case(cfg, name, progress=runs.progress)
         q = moons_quantities(arch, result, x, y, margin_n=cfg.margin_grid_n, margin_lim=cfg.margin_grid_lim)
-        f_grid = moons_eval_fn(arch)(
+        f_grid = moons_eval_fn(arch, _moons_chunk(arch, len(seeds)))(
             result.state, result.params0, np.broadcast_to(grid, (len(seeds), *grid.shape))
         )
         heat[name] = (
