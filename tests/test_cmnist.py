@@ -117,3 +117,21 @@ def test_colored_fashion_mnist_full_size(in_tmp):
     summary = json.loads((in_tmp / "runs" / "cmnist" / "latest" / "summary.json").read_text())
     assert summary["data"] == "fashion-mnist" and summary["restarts"] == 3
     assert all(summary["methods"][m]["restarts_ok"] == 3 for m in ("erm", "sd"))
+
+
+@pytest.mark.skipif(not Path(mnist.FASHION_DEBIAN_DIR).is_dir(), reason="run `make data-fashion` first")
+def test_fashion_path_on_real_files_tiny(in_tmp):
+    """The full-size path end to end on the real Fashion-MNIST files, with a tiny network and 3 steps."""
+    argv = [
+        "--config",
+        f"{REPO}/configs/cmnist.py:fashion",
+        "--config.methods=erm",
+        "--config.restarts=1",
+        "--config.max_steps=3",
+        "--config.hp.erm.hidden=4",
+        "--runs-dir",
+        "runs",
+    ]
+    assert entry().main(argv) == 0
+    summary = json.loads((in_tmp / "runs" / "cmnist" / "latest" / "summary.json").read_text())
+    assert summary["data"] == "fashion-mnist" and summary["methods"]["erm"]["steps"] == 3
