@@ -1,0 +1,122 @@
+"""Theorem 2 on the default grid, the phase-map boundary δ = 1/√2, and the `make theorem2` entry point."""
+
+import csv
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from gs_jax import config
+from gs_jax import fixed_points as fp
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+
+def _entry_point(repo_root):
+    spec = importlib.util.spec_from_file_location("analysis_theorem2", repo_root / "analysis" / "theorem2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _slopes(equation, deltas, s1_sq, s2_sq=2.0, lam=1.0):
+    D, S1 = np.meshgrid(np.asarray(deltas, float), np.asarray(s1_sq, float), indexing="ij")
+    z2, dz2, res = (
+        np.asarray(a)
+        for a in fp.z2_and_slope(
+            equation, D.ravel(), S1.ravel(), np.full(D.size, s2_sq), np.full(D.size, lam)
+        )
+    )
+    assert np.all(res < 1e-12)
+    return z2.reshape(D.shape), dz2.reshape(D.shape)
+
+
+@pytest.mark.parametrize("equation", ["eq10", "eq9"])
+def test_theorem2_on_the_default_grid(equation):
+    # default sweep: s₂² = 2, λ = 1, s₁² ∈ (2, 60] (200 points); dz₂*/ds₁² < 0 for every coupled δ
+    s1 = np.linspace(2.0, 60.0, 200)[1:]
+    z2, dz2 = _slopes(equation, (0.1, 0.25, 0.5), s1)
+    assert np.all(dz2 < 0)
+    assert np.all(z2 > 0)
+
+
+@pytest.mark.parametrize("lam", [0.1, 1.0, 10.0])
+def test_phase_boundary_is_delta_one_over_sqrt2(lam):
+    # What the phase map finds: dz₂*/ds₁² < 0 holds exactly where z₂* > 0, i.e. δ < 1/√2 (U₂₂ > −U₁₂), for every λ
+    # and s₁²/s₂² ∈ (1, 30]; beyond it z₂* < 0 and dz₂*/ds₁² > 0, while |z₂*| still shrinks (starvation in size).
+    s1 = 2.0 * np.linspace(1.0, 30.0, 30)[1:]
+    edge = 1 / np.sqrt(2)
+    for equation in ("eq10", "eq9"):
+        z2, dz2 = _slopes(equation, (0.3, edge - 1e-3), s1, lam=lam)
+        assert np.all(dz2 < 0) and np.all(z2 > 0)
+        z2, dz2 = _slopes(equation, (edge + 1e-3, 0.95), s1, lam=lam)
+        assert np.all(dz2 > 0) and np.all(z2 < 0)
+        assert np.all(np.sign(z2) * dz2 < 0)
+
+
+def test_slope_vanishes_at_equal_strengths():
+    # s₁² = s₂²: K = s²I, the response dα ∝ −u₁ is orthogonal to u₂, so dz₂*/ds₁² = 0 exactly (up to rounding)
+    z2, dz2 = _slopes("eq9", (0.1, 0.5, 0.9), [2.0])
+    np.testing.assert_allclose(dz2, 0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("variant", ["default", "no_phase", "small"])
+def test_config_variants(repo_root, variant):
+    cfg = config.load_config(str(repo_root / f"configs/theorem2.py:{variant}"))
+    assert cfg.n_points >= 2 and cfg.lam > 0
+
+
+def test_unknown_variant(repo_root):
+    with pytest.raises(ValueError, match="unknown variant"):
+        config.load_config(str(repo_root / "configs/theorem2.py:nope"))
+
+
+def test_main_writes_the_contract(repo_root, in_tmp, monkeypatch, capsys):
+    monkeypatch.chdir(repo_root)
+    theorem2 = _entry_point(repo_root)
+
+    rc = theorem2.main(["--config", "configs/theorem2.py:small", "--runs-dir", str(in_tmp / "runs")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "dz2*/ds1^2" in out and "Phase map" in out
+    run = in_tmp / "runs" / "theorem2" / "latest"
+    for name in (
+        "results.csv",
+        "summary.json",
+        "starvation.png",
+        "starvation.pdf",
+        "phase_map.png",
+        "phase_map.csv",
+    ):
+        assert (run / name).exists(), name
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    need = {
+        "equation",
+        "delta",
+        "lam",
+        "s1_sq",
+        "s2_sq",
+        "z1",
+        "z2",
+        "dz2_ds1sq",
+        "dz2_ds1sq_fd",
+        "z2_lemma1",
+    }
+    assert need <= set(rows[0])
+    assert {r["equation"] for r in rows} == {"eq9", "eq10", "sd"}
+    assert all(r["z2_lemma1"] == "" for r in rows if r["equation"] != "eq10")
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("z1", "z2", "dz2_ds1sq", "dz2_ds1sq_fd"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert {v["sign"] for v in summary["verdicts"] if v["delta"] > 0 and v["equation"] != "sd"} == {"< 0"}
+
+
+def test_main_reports_bad_config(repo_root, in_tmp, monkeypatch, capsys):
+    monkeypatch.chdir(repo_root)
+    theorem2 = _entry_point(repo_root)
+
+    rc = theorem2.main(
+        ["--config", "configs/theorem2.py:small", "--config.lam=-1", "--runs-dir", str(in_tmp / "r")]
+    )
+    assert rc == 2
+    assert "must be > 0" in capsys.readouterr().err
