@@ -19,6 +19,15 @@ point α₀* (the δ = 0 solution, Eq. 13 with U = I) gives
 
 and since ``Dα₀ = 1`` this is **α* ≈ (A + diag(α₀*)⁻¹)⁻¹ (1 − log α₀*)** — Eq. 14 with its brackets restored.
 The error is quadratic in the perturbation of A, i.e. O(δ²) in the coupling of Eq. 15.
+
+Theorem 2 and where its sign statement stops (what ``make theorem2``'s phase map finds).  With U from Eq. 15,
+``z₂* = λ⁻¹s₂²(√(1−δ²)α₂* − δα₁*)``.  Two exact facts explain the map:
+* at s₁² = s₂², K = s²I and the response to a change of s₁² is dα ∝ −u₁ (first column of U), orthogonal to u₂,
+  so dz₂*/ds₁² = 0 there; the theorem's strict inequality needs s₁² > s₂²;
+* at δ = 1/√2, K = ½[[s₁²+s₂², s₁²−s₂²], [s₁²−s₂², s₁²+s₂²]] is symmetric under swapping the two examples, so the
+  (unique) fixed point has α₁* = α₂* and z₂* = 0 for every s₁², λ (Eq. 9 and Eq. 10 alike).
+Numerically (λ ∈ {0.1, 1, 10}, s₁²/s₂² ∈ (1, 30]): dz₂*/ds₁² < 0 for every 0 < δ < 1/√2; for δ > 1/√2, z₂* < 0 and
+dz₂*/ds₁² > 0 — the sign statement fails — but |z₂*| still decreases, i.e. feature 2 is still starved in magnitude.
 """
 
 from __future__ import annotations

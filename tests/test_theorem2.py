@@ -55,6 +55,13 @@ def test_phase_boundary_is_delta_one_over_sqrt2(lam):
         assert np.all(np.sign(z2) * dz2 < 0)
 
 
+def test_z2_vanishes_at_delta_one_over_sqrt2():
+    # δ = 1/√2: K is symmetric under swapping the two examples, so α₁* = α₂* and z₂* = 0 for every s₁², λ
+    for lam in (0.1, 10.0):
+        z2, _ = _slopes("eq9", (1 / np.sqrt(2),), [2.0, 7.0, 60.0], lam=lam)
+        np.testing.assert_allclose(z2, 0.0, atol=1e-14)
+
+
 def test_slope_vanishes_at_equal_strengths():
     # s₁² = s₂²: K = s²I, the response dα ∝ −u₁ is orthogonal to u₂, so dz₂*/ds₁² = 0 exactly (up to rounding)
     z2, dz2 = _slopes("eq9", (0.1, 0.5, 0.9), [2.0])

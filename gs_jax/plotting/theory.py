@@ -22,7 +22,7 @@ def starvation_figure(rows: Sequence[Mapping]):
         for delta, colour in zip(deltas, colours, strict=True):
             sel = [r for r in rows if r["equation"] == equation and r["delta"] == delta]
             s1 = np.array([r["s1_sq"] for r in sel])
-            kw = dict(ls=EQ_STYLE[equation], color="k" if equation == "sd" else colour, lw=1.2)
+            kw = dict(ls=EQ_STYLE[equation], color=colour, lw=1.6 if equation == "sd" else 1.2)
             label = f"{equation}, δ={delta:g}"
             axes[0].plot(s1, [r["z2"] for r in sel], label=label, **kw)
             axes[1].plot(s1, [r["dz2_ds1sq"] for r in sel], label=label, **kw)
@@ -33,19 +33,21 @@ def starvation_figure(rows: Sequence[Mapping]):
         ax.set_xlabel("s₁²")
         ax.grid(ls="--", alpha=0.5)
     axes[1].legend(fontsize=6, ncol=3)
-    fig.suptitle("Theorem 2: a stronger feature 1 starves feature 2 (solid Eq. 10, dashed Eq. 9, dotted SD)")
+    fig.suptitle(
+        "Theorem 2: a stronger feature 1 starves feature 2 (solid Eq. 10, dashed Eq. 9, dotted SD; colour = δ)"
+    )
     fig.tight_layout()
     return fig
 
 
-def phase_map_figure(rows: Sequence[Mapping]):
+def phase_map_figure(rows: Sequence[Mapping], zero_atol: float = 1e-12):
     """Sign of dz₂*/ds₁² over (δ, s₁²/s₂²), one panel per (equation, λ); the z₂* = 0 contour in black."""
     equations = sorted({r["equation"] for r in rows})
     lams = sorted({r["lam"] for r in rows})
     fig, axes = plt.subplots(
         len(equations), len(lams), figsize=(3.6 * len(lams), 3.0 * len(equations)), squeeze=False
     )
-    cmap = ListedColormap(["#3B75AF", "#C53932"])
+    cmap = ListedColormap(["#3B75AF", "#BBBBBB", "#C53932"])
     for i, equation in enumerate(equations):
         for j, lam in enumerate(lams):
             sel = [r for r in rows if r["equation"] == equation and r["lam"] == lam]
@@ -55,13 +57,18 @@ def phase_map_figure(rows: Sequence[Mapping]):
             dz = np.array([[grid[(a, b)]["dz2_ds1sq"] for a in d] for b in q])
             z2 = np.array([[grid[(a, b)]["z2"] for a in d] for b in q])
             ax = axes[i, j]
-            ax.pcolormesh(d, q, (dz >= 0).astype(float), cmap=cmap, vmin=0, vmax=1, shading="nearest")
+            # 0: dz₂*/ds₁² < 0, 1: = 0 to rounding (δ = 0, or s₁² = s₂²), 2: > 0
+            zero = np.abs(dz) <= zero_atol
+            cls = np.where(zero, 1.0, np.where(dz < 0, 0.0, 2.0))
+            ax.pcolormesh(d, q, cls, cmap=cmap, vmin=0, vmax=2, shading="nearest")
             if z2.min() < 0 < z2.max():
                 ax.contour(d, q, z2, levels=[0.0], colors="k", linewidths=1.2)
             ax.set_title(f"{equation}, λ={lam:g}", fontsize=9)
             ax.set_xlabel("δ")
             ax.set_ylabel("s₁²/s₂²")
-    fig.suptitle("blue: dz₂*/ds₁² < 0 (starvation)   red: ≥ 0   black line: z₂* = 0", fontsize=9)
+    fig.suptitle(
+        "blue: dz₂*/ds₁² < 0 (starvation)   grey: = 0   red: > 0   black line: z₂* = 0 (δ = 1/√2)", fontsize=9
+    )
     fig.tight_layout()
     return fig
 
