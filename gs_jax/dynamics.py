@@ -229,6 +229,11 @@ def integrate_dual(equation, alpha0_n, U_nr, s_sq_r, lam, ts, eta=1.0, **kw) -> 
     """
     check(equation in DUAL_EQUATIONS, f"unknown dual equation {equation!r}; choose from {DUAL_EQUATIONS}")
     alpha0_n = jnp.asarray(alpha0_n)
+    check_problem(U_nr, s_sq_r, lam)
+    check(
+        alpha0_n.shape == (jnp.shape(U_nr)[0],),
+        f"alpha0 must have shape ({jnp.shape(U_nr)[0]},), got {alpha0_n.shape}",
+    )
     check(bool(jnp.all((alpha0_n > 0) & (alpha0_n < 1))), "initial dual variables must lie in (0, 1)")
     traj = integrate_dual_raw(equation, alpha0_n, jnp.asarray(U_nr), jnp.asarray(s_sq_r), lam, ts, eta, **kw)
     _check_trajectory(traj, f"dual {equation}")

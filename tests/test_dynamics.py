@@ -92,6 +92,19 @@ def test_primal_eq5_matches_dual_eq9():
         np.testing.assert_allclose(theta, (y[:, None] * Phi).T @ alpha / lam, rtol=1e-6, atol=1e-9)
 
 
+def test_thin_u_primal_matches_dual_and_ode():
+    # n = 4 examples, m = 2 parameters: U is 4 × 2 (n × r), K = US²Uᵀ has rank 2
+    Phi, y, U, s = _problem(n=4, m=2, seed=5)
+    assert U.shape == (4, 2)
+    lam = 0.3
+    alpha = fp.fixed_point("eq9", U, s, lam)
+    z_primal = dynamics.primal_to_z(fp.primal_optimum("l2", Phi, y, lam), Phi, y, U)
+    np.testing.assert_allclose(z_primal, dynamics.dual_to_z("eq9", alpha, U, s, lam), rtol=1e-6, atol=1e-9)
+    for equation in ("eq9", "eq10"):
+        traj = dynamics.integrate_dual(equation, jnp.full(4, 0.5), U, s, lam, jnp.array([0.0, 60.0]))
+        np.testing.assert_allclose(traj.states[-1], fp.fixed_point(equation, U, s, lam), rtol=1e-8)
+
+
 def test_primal_eq17_matches_sd_eq18():
     Phi, y, U, s = _problem(n=3, m=5, seed=3)
     lam = 0.02
