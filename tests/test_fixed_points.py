@@ -7,7 +7,8 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from gs_jax import dynamics, fixed_points as fp
+from gs_jax import dynamics
+from gs_jax import fixed_points as fp
 from gs_jax.errors import GsJaxError
 
 pytestmark = pytest.mark.usefixtures("x64")
@@ -49,7 +50,9 @@ def test_lambertw_gradient():
     w = scipy.special.lambertw(np.asarray(x)).real
     np.testing.assert_allclose(g, w / (np.asarray(x) * (1 + w)), rtol=1e-12)
     h = 1e-6 * np.abs(np.asarray(x))
-    fd = (scipy.special.lambertw(np.asarray(x) + h).real - scipy.special.lambertw(np.asarray(x) - h).real) / (2 * h)
+    fd = (scipy.special.lambertw(np.asarray(x) + h).real - scipy.special.lambertw(np.asarray(x) - h).real) / (
+        2 * h
+    )
     np.testing.assert_allclose(g, fd, rtol=1e-7)
 
 
