@@ -16,7 +16,7 @@ Slow methods are only run up to ``--dense-max`` examples.
 Part 2 — the top-k features of YΦ₀ for the CMNIST MLP at n inputs (issue goal: k = 20 at n = 20,000 in under
 5 minutes on 2 CPU cores with bounded memory) by ``gs_jax.features.top_k`` (Lanczos on NTK-vector products).
 
-    python benchmarks/ntk.py            # small: n ∈ {256, 1024}, top-20 at n = 2,000 (checked against dense eigh)
+    python benchmarks/ntk.py            # small: n ∈ {256, 1024} (slow methods n ≤ 256), top-20 at n = 2,000 (vs dense eigh)
     python benchmarks/ntk.py --full     # the issue's sizes: n ∈ {256, 1024, 4096}, top-20 at n = 20,000
 
 Timings depend on the machine's load: report ``uptime`` alongside.
@@ -220,7 +220,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--sizes", type=int, nargs="+", help="Gram sizes n (default 256 1024; --full adds 4096)"
     )
-    parser.add_argument("--dense-max", type=int, default=1024, help="largest n for jacobian/ntvp/brute force")
+    parser.add_argument(
+        "--dense-max", type=int, help="largest n for jacobian/ntvp/brute force (default 256; --full 1024)"
+    )
     parser.add_argument("--block", type=int, default=512, help="batch_size of the blocked method")
     parser.add_argument("--top-n", type=int, help="n for the top-k features (default 2000; --full 20000)")
     parser.add_argument("--top-k", type=int, default=20)
@@ -229,11 +231,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sizes = args.sizes or ([256, 1024, 4096] if args.full else [256, 1024])
     top_n = args.top_n or (20000 if args.full else 2000)
+    dense_max = args.dense_max or (1024 if args.full else 256)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load {os.getloadavg()}"
     )
     if not args.skip_gram:
-        rows = gram_table(sizes, args.dense_max, args.block)
+        rows = gram_table(sizes, dense_max, args.block)
         print(format_table(rows))
     if not args.skip_top:
         r = top_k_run(top_n, args.top_k, check_dense=top_n <= 4096)
