@@ -45,6 +45,7 @@ def _case(**kw):
         n_hidden=1,  # one hidden layer
         dropout=0.0,
         batchnorm=False,
+        seeds=0,  # 0 = cfg.seeds; > 0 runs this case on fewer seeds (the costly variants, on a small machine)
     )
     base.update(kw)
     return ml_collections.ConfigDict(base)

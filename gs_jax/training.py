@@ -753,7 +753,9 @@ def train_moons_case(
     block = cfg.cases[name]
     arch, hyper = moons_case(block)
     arch = dataclasses.replace(arch, hidden=hidden or arch.hidden, linearized=linearized)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds)) if seeds is None else list(seeds)
+    if seeds is None:
+        n_seeds = int(block.get("seeds", 0)) or cfg.seeds  # a case may use fewer seeds (costly variants)
+        seeds = list(range(cfg.first_seed, cfg.first_seed + n_seeds))
     x, y = moons_data.stack_seeds(seeds, block.delta, block.rotation)
     cap = max_steps or cfg.max_steps
     steps = min(int(block.steps), cap) if cap > 0 else int(block.steps)
@@ -781,6 +783,7 @@ MOONS_TABLE_COLUMNS = (
     "train loss",
     "train acc",
     "steps",
+    "seeds",
     "wall s",
 )
 
@@ -799,6 +802,7 @@ def moons_table_row(name: str, c: dict[str, Any]) -> dict[str, str]:
         "train loss": pm("train_loss", "{:.4f}"),
         "train acc": pm("train_acc"),
         "steps": str(c["steps"]),
+        "seeds": str(c.get("n_seeds", "")),
         "wall s": f"{c['wall_s']:.1f}",
     }
 
@@ -841,9 +845,10 @@ def run_moons(cfg, run_dir) -> dict[str, Any]:
     for name in cfg.run:
         t0 = time.perf_counter()
         arch, x, y, result, steps = train_moons_case(cfg, name, progress=runs.progress)
+        case_seeds = seeds[: x.shape[0]]
         q = moons_quantities(arch, result, x, y, margin_n=cfg.margin_grid_n, margin_lim=cfg.margin_grid_lim)
-        f_grid = moons_eval_fn(arch, _moons_chunk(arch, len(seeds)))(
-            result.state, result.params0, np.broadcast_to(grid, (len(seeds), *grid.shape))
+        f_grid = moons_eval_fn(arch, _moons_chunk(arch, len(case_seeds)))(
+            result.state, result.params0, np.broadcast_to(grid, (len(case_seeds), *grid.shape))
         )
         heat[name] = (
             np.asarray(f_grid).mean(axis=0).reshape(cfg.grid_n, cfg.grid_n)
@@ -852,6 +857,7 @@ def run_moons(cfg, run_dir) -> dict[str, Any]:
         block = cfg.cases[name]
         case = {k: block[k] for k in block.keys()}
         case["steps"] = steps
+        case["n_seeds"] = len(case_seeds)
         for key, v in q.items():
             case[f"{key}_mean"], case[f"{key}_std"] = _mean_std(v)
             case[f"{key}_per_seed"] = [float(a) for a in v]
@@ -875,12 +881,13 @@ def run_moons(cfg, run_dir) -> dict[str, Any]:
             }
         case["wall_s"] = round(time.perf_counter() - t0, 2)
         summary["cases"][name] = case
-        for s, seed in enumerate(seeds):
+        np.savez(run_dir.file("heatmaps.npz"), axis=axis, **heat)
+        for s, seed in enumerate(case_seeds):
             run_dir.log_metrics({"case": name, "seed": seed, **{k: float(v[s]) for k, v in q.items()}})
         run_dir.write_summary(summary)
     if cfg.run:
         rows = [moons_table_row(n, summary["cases"][n]) for n in cfg.run]
-        table = markdown_table(rows, f"Two-moons, mean ± std over {len(seeds)} seeds (eval mode)")
+        table = markdown_table(rows, "Two-moons, mean ± std over seeds (eval mode)")
         print(table)
         run_dir.write_text("table.md", table)
         if z_curves:
