@@ -4,6 +4,7 @@ Command:   make train-cmnist                      (every method in ``methods``, 
            make train-cmnist ARGS="--config configs/cmnist.py:sd --config.restarts=3"
            make train-cmnist ARGS="--config.methods=erm,sd --config.max_steps=200 --config.data.dir=DIR"
 Variants:  erm, sd, irm, vrex, oracle (one method each), sd_plain (SD without the authors' 2e-5 rescale),
+           irm_small, vrex_small (earlier anneal step for the 5k default; selection rule beside them),
            fashion (Colored Fashion-MNIST, ERM and SD, 3 restarts), small (tiny sizes for tests).
 Expected on the embedded 5k default: ERM test ≤ 35 %, SD test ≥ 50 % with train ≤ 80 %; on colored-blank both
 ≤ 15 % and ERM more confident than SD. Paper (full MNIST): ERM 91.1/23.7, SD 70.0/68.4 (train/test %).
@@ -14,7 +15,7 @@ Each method block has the same keys (see ``gs_jax.algorithms.Hyper``); values no
 import ml_collections
 
 METHODS = ("erm", "sd", "irm", "vrex", "oracle")
-EXTRA = ("sd_plain",)
+EXTRA = ("sd_plain", "irm_small", "vrex_small")
 
 
 def _method(**kw):
@@ -94,6 +95,17 @@ def get_config(arg=None):
         l2=8.602868865288383e-4,
         grayscale=True,
     )
+
+    # Small-data variants (NOT the paper; for the 5k embedded default, where the paper schedules let the network
+    # memorise the 4,000 noisy training labels before the penalty switches on). Selection rule, training data only:
+    # switch the penalty on at the last evaluation step (every 50) at which the method's own training accuracy in
+    # the default run is still ≤ 0.87, i.e. the colour-only level (≈ 0.85) before memorisation. Default-run
+    # training accuracy (mean of 10 restarts): IRM 0.852 @ 50, 0.866 @ 100, 0.920 @ 150; V-REx 0.860 @ 50,
+    # 0.949 @ 100. Everything else as the paper's blocks.
+    cfg.hp.irm_small = cfg.hp.irm.copy_and_resolve_references()
+    cfg.hp.irm_small.anneal_iters = 100
+    cfg.hp.vrex_small = cfg.hp.vrex.copy_and_resolve_references()
+    cfg.hp.vrex_small.anneal_iters = 50
 
     # Table 2 of the paper (train %, train std, test %, test std); SPEC §2.7. REx/Oracle rows copied there from the
     # REx paper (unverified, SPEC §2.4).
