@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sizes = args.sizes or ([256, 1024, 4096] if args.full else [256, 1024])
     top_n = args.top_n or (20000 if args.full else 2000)
-    dense_max = args.dense_max or (1024 if args.full else 256)
+    dense_max = args.dense_max if args.dense_max is not None else (1024 if args.full else 256)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; load {os.getloadavg()}"
     )

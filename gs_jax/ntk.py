@@ -170,12 +170,22 @@ def ntrf(apply_fn: ApplyFn, params: Any, x: Any, *, max_bytes: int = DENSE_LIMIT
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any) -> Callable:
-    return _make_kernel_fn(apply_fn, implementation, vmap_axes)
+def _cached_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any, binary: bool) -> Callable:
+    return _make_kernel_fn(apply_fn, implementation, vmap_axes, binary)
 
 
-def _make_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any) -> Callable:
+def _make_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any, binary: bool) -> Callable:
     nt = _nt()
+    if binary:
+        # (n,) logits: neural-tangents returns (n1, n2) directly; carrying a singleton output axis instead makes
+        # its structured-derivative contractions measurably slower.
+        fn = nt.empirical_ntk_fn(
+            lambda p, x: apply_fn(p, x).reshape(-1),
+            trace_axes=(),
+            vmap_axes=vmap_axes,
+            implementation=implementation,
+        )
+        return jax.jit(lambda params, x1, x2: fn(x1, x2, params))
     fn = nt.empirical_ntk_fn(
         _as_2d(apply_fn), trace_axes=(), vmap_axes=vmap_axes, implementation=implementation
     )
@@ -188,16 +198,16 @@ def _make_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any) -> C
     return jax.jit(kernel)
 
 
-def _kernel_fn(apply_fn: ApplyFn, implementation: str, vmap_axes: Any) -> Callable:
+def _kernel_fn(apply_fn: ApplyFn, implementation: str, vmap_axes: Any, binary: bool) -> Callable:
     check(
         implementation in _IMPLEMENTATIONS,
         f"unknown NTK implementation {implementation!r}; choose from {sorted(_IMPLEMENTATIONS)}",
     )
     impl = _IMPLEMENTATIONS[implementation]
     try:
-        return _cached_kernel_fn(apply_fn, impl, vmap_axes)
+        return _cached_kernel_fn(apply_fn, impl, vmap_axes, binary)
     except TypeError:  # unhashable apply_fn / vmap_axes: build (and compile) afresh
-        return _make_kernel_fn(apply_fn, impl, vmap_axes)
+        return _make_kernel_fn(apply_fn, impl, vmap_axes, binary)
 
 
 def _pad_rows(x: Any, size: int) -> Any:
@@ -268,7 +278,7 @@ def empirical_ntk(
         f"{_gib(max_bytes)}): pass a smaller batch_size, implementation='structured', or use "
         "gs_jax.features.top_k (matrix-free)",
     )
-    kernel = _kernel_fn(apply_fn, implementation, vmap_axes)
+    kernel = _kernel_fn(apply_fn, implementation, vmap_axes, binary=k == 1)
     if batch_size is None or (batch_size >= n1 and batch_size >= n2):
         return kernel(params, x1, x1 if x2 is None else x2)
     return _blocked(kernel, params, x1, x2, n1, n2, k, int(batch_size))
