@@ -1,12 +1,51 @@
 """gs-jax: Gradient Starvation (Pezeshki et al., NeurIPS 2021) made executable in JAX.
 
-Public API re-exported here; modules that import neural-tangents (``gs_jax.ntk``) or TensorFlow are not imported
-at package import, so code paths that never touch the NTK do not pay for it.
+Modules, one idea each (see the README's layout):
+
+- ``ntk``          Φ₀, the NTK Gram K = Φ₀Φ₀ᵀ, K·v, linearisation, infinite-width NTK (Eq. 1–3); the only module
+                   that calls neural-tangents.
+- ``features``     Definition 1: YΦ₀ = U S Vᵀ, responses z = Uᵀ Y ŷ (Eq. 4), label alignment.
+- ``dynamics``     dual (Eq. 9, 10, 18) and primal (Eq. 5, 17) learning dynamics, integrated with diffrax.
+- ``fixed_points`` Lambert W, closed forms (Eq. 12, 13), Lemma 1 (Eq. 14), exact fixed points with implicit
+                   derivatives (Theorem 2).
+- ``losses``, ``algorithms``, ``models``, ``training``  ERM / SD / IRM / V-REx, Flax models and trainers.
+- ``data``         two-moons, MNIST IDX files, Colored MNIST environments.
+- ``config``, ``runs``, ``precision``  configs as data, run directories, float64 switch.
+
+Submodules load on first attribute access, so ``import gs_jax`` stays cheap and code that never touches the NTK
+never imports neural-tangents or TensorFlow.
 """
 
-from gs_jax import config, precision, runs
+import importlib
+
 from gs_jax.errors import GsJaxError
 
 __version__ = "0.1.0"
 
-__all__ = ["GsJaxError", "config", "precision", "runs", "__version__"]
+_SUBMODULES = (
+    "algorithms",
+    "config",
+    "data",
+    "dynamics",
+    "features",
+    "fixed_points",
+    "losses",
+    "models",
+    "ntk",
+    "plotting",
+    "precision",
+    "runs",
+    "training",
+)
+
+__all__ = ["GsJaxError", "__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"gs_jax.{name}")
+    raise AttributeError(f"module 'gs_jax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

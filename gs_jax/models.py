@@ -6,11 +6,13 @@ Initialisers follow the authors' PyTorch code where the experiment depends on it
 
 from __future__ import annotations
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
 # ----------------------------------------------------------------------------------------------------------------
 # Colored MNIST (Section 4.3, Table 2; SPEC §2.2)
 # ----------------------------------------------------------------------------------------------------------------
-import flax.linen as nn  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 
 class CmnistMLP(nn.Module):
@@ -37,7 +39,6 @@ class CmnistMLP(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 # Two-moons (Section 2, Fig. 1, Appendix B; SPEC §1.2, §1.5): ReLU MLPs with PyTorch's default nn.Linear init
 # ----------------------------------------------------------------------------------------------------------------
-import jax  # noqa: E402
 
 
 def _torch_uniform(fan_in: int):
