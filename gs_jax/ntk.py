@@ -308,62 +308,56 @@ def _blocked(kernel, params, x1, x2, n1, n2, k, b) -> jnp.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def ntk_vp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jnp.ndarray]:
-    """A jitted closure ``v -> K v`` with K = Φ₀Φ₀ᵀ on ``x``, without forming K or Φ₀.
+def _products(
+    name: str, arg: str, apply_fn: ApplyFn, params: Any, x: Any, product
+) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    """Jit ``product(vjp, f, p, v_nk)`` for one vector ``(n*k,)`` or a batch ``(n*k, p)`` (vmapped), shape-checked.
 
-    ``K v = Φ₀ (Φ₀ᵀ v)``: a VJP (Φ₀ᵀ v, a parameter-shaped pytree) followed by a JVP, so each product costs
-    about three forward passes and the intermediate memory is that of the activations on ``x``. ``v`` has shape ``(n * k,)`` (example-major) or
-    ``(n * k, p)`` for p products at once (matrix-matrix, vmapped).
+    ``vjp`` pulls an ``(n, k)`` cotangent back to a parameter pytree, ``f(q)`` is the ``(n, k)`` output at
+    parameters ``q``. params and x are traced arguments, not closed-over constants: XLA then sees one program
+    whatever n is (closing over a linearisation's residuals embeds them as constants, which is slow to compile and
+    was observed to give wrong products on CPU for n = 1000).
     """
     n, k = output_shape(apply_fn, params, x)
     f2 = _as_2d(apply_fn)
     dtype = jax.eval_shape(f2, params, x).dtype
 
-    # params and x are traced arguments, not closed-over constants: XLA then sees one program whatever n is
-    # (closing over a linearisation's residuals embeds them as constants, which is slow to compile and was
-    # observed to give wrong products on CPU for n = 1000).
-    def kv(p, xx, v_r):
-        _, vjp = jax.vjp(lambda q: f2(q, xx), p)
-        (g,) = vjp(v_r.reshape(n, k).astype(dtype))
-        return jax.jvp(lambda q: f2(q, xx), (p,), (g,))[1].reshape(n * k)
+    def one(p, xx, v_r):
+        f = lambda q: f2(q, xx)  # noqa: E731
+        _, vjp = jax.vjp(f, p)
+        return product(lambda c: vjp(c)[0], f, p, v_r.reshape(n, k).astype(dtype))
 
-    kv_one = jax.jit(kv)
-    kv_many = jax.jit(jax.vmap(kv, in_axes=(None, None, 1), out_axes=1))
+    single = jax.jit(one)
+    batch = jax.jit(jax.vmap(one, in_axes=(None, None, 1), out_axes=1))
 
-    def matvec(v):
+    def apply(v):
         v = jnp.asarray(v)
         check(
             v.ndim in (1, 2) and v.shape[0] == n * k,
-            f"ntk_vp: v must have shape ({n * k},) or ({n * k}, p), got {v.shape}",
+            f"{name}: {arg} must have shape ({n * k},) or ({n * k}, p), got {v.shape}",
         )
-        return kv_one(params, x, v) if v.ndim == 1 else kv_many(params, x, v)
+        return single(params, x, v) if v.ndim == 1 else batch(params, x, v)
 
-    return matvec
+    return apply
+
+
+def ntk_vp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jnp.ndarray]:
+    """A jitted closure ``v -> K v`` with K = Φ₀Φ₀ᵀ on ``x``, without forming K or Φ₀.
+
+    ``K v = Φ₀ (Φ₀ᵀ v)``: a VJP (Φ₀ᵀ v, a parameter-shaped pytree) followed by a JVP, so each product costs
+    about three forward passes and the intermediate memory is that of the activations on ``x``. ``v`` has shape
+    ``(n * k,)`` (example-major) or ``(n * k, p)`` for p products at once (matrix-matrix, vmapped).
+    """
+
+    def kv(vjp, f, p, v_nk):
+        return jax.jvp(f, (p,), (vjp(v_nk),))[1].reshape(-1)
+
+    return _products("ntk_vp", "v", apply_fn, params, x, kv)
 
 
 def ntrf_tvp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jnp.ndarray]:
     """A jitted closure ``w -> Φ₀ᵀ w`` (shape ``(m,)``, ``ravel_pytree`` order), or ``(n*k, p) -> (m, p)``."""
-    n, k = output_shape(apply_fn, params, x)
-    f2 = _as_2d(apply_fn)
-    dtype = jax.eval_shape(f2, params, x).dtype
-
-    def tvp(p, xx, w_r):
-        _, vjp = jax.vjp(lambda q: f2(q, xx), p)
-        (g,) = vjp(w_r.reshape(n, k).astype(dtype))
-        return ravel_pytree(g)[0]
-
-    one = jax.jit(tvp)
-    many = jax.jit(jax.vmap(tvp, in_axes=(None, None, 1), out_axes=1))
-
-    def apply(w):
-        w = jnp.asarray(w)
-        check(
-            w.ndim in (1, 2) and w.shape[0] == n * k,
-            f"ntrf_tvp: w must have shape ({n * k},) or ({n * k}, p), got {w.shape}",
-        )
-        return one(params, x, w) if w.ndim == 1 else many(params, x, w)
-
-    return apply
+    return _products("ntrf_tvp", "w", apply_fn, params, x, lambda vjp, f, p, w_nk: ravel_pytree(vjp(w_nk))[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------
