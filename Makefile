@@ -60,7 +60,7 @@ moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/lates
 notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
 
-data-mnist: $(STAMP)  ## download the MNIST IDX files into $$GS_DATA_DIR (default data/mnist; needs internet)
+data-mnist: $(STAMP)  ## download the MNIST IDX files into GS_DATA_DIR (default data/mnist; needs internet)
 	@$(PY) -m gs_jax.data.mnist download $${GS_DATA_DIR:-data/mnist} --dataset mnist
 
 data-fashion: $(STAMP)  ## install Fashion-MNIST IDX files (Debian package, else download into data/fashion-mnist)
