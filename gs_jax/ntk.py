@@ -49,7 +49,10 @@ _IMPLEMENTATIONS = {
 
 def _nt():
     """Import neural_tangents lazily (it imports TensorFlow), with TensorFlow's C++ logging silenced."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # jax sets TF_CPP_MIN_LOG_LEVEL=1 at import, which lets TensorFlow print its CUDA-plugin registration errors;
+    # raise it to 3 unless the user chose another level.
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "1":
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import neural_tangents
 
     return neural_tangents
