@@ -2,7 +2,7 @@
 
 Command:   make moons                              (15 cases × 10 seeds, paper schedules; Fig. 1, App. B grid, table)
            make moons ARGS="--config configs/moons.py:fig1"           (only nonsep, sep, sep_sd)
-           make moons ARGS="--config configs/moons.py:linear"         (linearised vs real, widths 50/500/5000)
+           make moons ARGS="--config configs/moons.py:linear"         (linearised vs real -> runs/moons_linear/)
            make moons ARGS="--config.seeds=3 --config.max_steps=2000" (quick look)
 Variants:  fig1, appendix_b, linear (linearised-vs-real study only), small (tiny sizes for tests).
 Expected (paper Fig. 1 and Section 2): ``sep`` has a smaller input-space margin and a weaker reliance on the

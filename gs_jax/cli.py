@@ -24,8 +24,13 @@ def main(
     experiment: str,
     default_config: str,
     argv: Sequence[str] | None = None,
+    experiment_of: Callable[[ConfigDict], str] | None = None,
 ) -> int:
-    """Run ``body(config, run_dir)`` for the command line ``argv``; return the process exit status."""
+    """Run ``body(config, run_dir)`` for the command line ``argv``; return the process exit status.
+
+    ``experiment_of(config)``, when given, names the ``runs/<experiment>/`` folder from the resolved config (one
+    entry point, two kinds of output); ``experiment`` still prefixes messages.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(
@@ -35,7 +40,10 @@ def main(
     try:
         invocation = parse_cli(argv, default_config)
         run_dir = runs.create(
-            experiment, invocation.config, name=invocation.run_name, root=invocation.runs_root
+            experiment_of(invocation.config) if experiment_of else experiment,
+            invocation.config,
+            name=invocation.run_name,
+            root=invocation.runs_root,
         )
         body(invocation.config, run_dir)
     except GsJaxError as err:

@@ -386,3 +386,34 @@ def test_entry_point_writes_the_output_contract(in_tmp):
         assert (out / f).exists(), f
     rc = mod.main(["--config", str(repo / "configs/moons.py:small"), "--config.run=bogus", "--runs-dir", "r"])
     assert rc == 2
+
+
+def test_linear_study_entry_point_writes_its_own_folder(in_tmp):
+    """``:linear`` alone trains no case: it goes to runs/moons_linear/, leaving runs/moons/latest to the figures."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("train_moons", repo / "train" / "moons.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    argv = [
+        "--config",
+        str(repo / "configs/moons.py:linear"),
+        "--config.linear.cases=sep",
+        "--config.linear.widths=20,50",
+        "--config.linear.seeds=1",
+        "--config.linear.max_steps=30",
+        "--config.chunk_steps=30",
+        "--config.margin_grid_n=81",
+        "--config.grid_n=20",
+        "--runs-dir",
+        str(in_tmp / "runs"),
+    ]
+    assert mod.main(argv) == 0
+    assert not (in_tmp / "runs" / "moons").exists()
+    out = in_tmp / "runs" / "moons_linear" / "latest"
+    linear = json.loads((out / "summary.json").read_text())["linear"]
+    assert linear, "the study wrote no rows"
+    for f in ("linear.md", "linear_vs_real.png", "linear_vs_real.pdf"):
+        assert (out / f).exists(), f

@@ -6,8 +6,20 @@ from gs_jax import cli
 from gs_jax.training import run_moons
 
 
+def experiment_of(cfg) -> str:
+    """The linearised-vs-real study alone (``:linear``, no cases) goes to runs/moons_linear/, so that
+    runs/moons/latest stays the run with the figures and ``cases``."""
+    return "moons" if cfg.run else "moons_linear"
+
+
 def main(argv=None):
-    return cli.main(run_moons, experiment="moons", default_config="configs/moons.py", argv=argv)
+    return cli.main(
+        run_moons,
+        experiment="moons",
+        default_config="configs/moons.py",
+        argv=argv,
+        experiment_of=experiment_of,
+    )
 
 
 if __name__ == "__main__":
