@@ -1,10 +1,13 @@
 """Wall time of Colored MNIST ERM (10 vmapped restarts × 1,001 full-batch Adam steps, embedded 5k default).
 
-    python benchmarks/cmnist.py [--restarts 10] [--steps 1001] [--peak-gflops 140]
+    python benchmarks/cmnist.py [--restarts 10] [--steps 1001] [--peak-gflops G]
 
 Prints compile time, training wall time, the analytic FLOP count (XLA's CPU cost analysis does not count the
-matmul custom calls), the achieved GFLOP/s, the fraction of the matmul peak, the FLOP-based lower bound on the time, and the reference: the
-authors' PyTorch loop, same protocol, measured at 63 s per restart on the 2-core CPU (≈ 630 s for 10).
+matmul custom calls), the achieved GFLOP/s, the fraction of the matmul peak, the FLOP-based lower bound on the
+time, and the reference: the authors' PyTorch loop, same protocol, measured at 63 s per restart on the 2-core CPU
+(≈ 630 s for 10). The peak is measured here and now (best of a few jit-compiled 2048³ float32 matmuls) unless
+``--peak-gflops`` gives one; the nominal 140 GFLOP/s quoted for these machines is conservative (large matmuls
+reach more), so a fraction of the nominal figure above 1 is no contradiction — the measured one is the bound.
 Timings on a shared machine are inflated by other load: the load average is printed beside them.
 """
 
@@ -21,6 +24,20 @@ from gs_jax import algorithms, training
 from gs_jax.data import colored_mnist, mnist
 
 TORCH_S_PER_RESTART = 63.0  # authors' PyTorch loop on this 2-core CPU, measured once (issue #5)
+NOMINAL_PEAK_GFLOPS = 140.0  # the float32 matmul peak quoted for the 2-core CPU
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 GFLOP/s of a jit-compiled ``size³`` matmul on this machine, now (2·size³ FLOPs per call)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jax.numpy.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        matmul(a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best / 1e9
 
 
 def flops_per_step(n: int, d: int, h: int) -> float:
@@ -38,8 +55,10 @@ def main(argv=None) -> int:
     ap.add_argument("--restarts", type=int, default=10)
     ap.add_argument("--steps", type=int, default=1001)
     ap.add_argument("--hidden", type=int, default=300)
-    ap.add_argument("--peak-gflops", type=float, default=140.0)
+    ap.add_argument("--peak-gflops", type=float, help="matmul peak (default: measured now)")
     args = ap.parse_args(argv)
+    peak = args.peak_gflops or matmul_peak_gflops()
+    peak_src = "given" if args.peak_gflops else "measured now, 2048³ float32 matmul"
 
     pool = mnist.load_pool()
     seeds = [1234 + r for r in range(args.restarts)]
@@ -70,11 +89,9 @@ def main(argv=None) -> int:
         ("wall time (s)", f"{wall:.1f}"),
         ("analytic TFLOP", f"{flops / 1e12:.2f}"),
         ("achieved GFLOP/s", f"{flops / wall / 1e9:.1f}"),
-        (
-            "fraction of the matmul peak",
-            f"{flops / wall / 1e9 / args.peak_gflops:.2f} (peak {args.peak_gflops:g})",
-        ),
-        ("FLOP-based limit (s)", f"{flops / (args.peak_gflops * 1e9):.1f}"),
+        ("matmul peak (GFLOP/s)", f"{peak:.1f} ({peak_src}; nominal {NOMINAL_PEAK_GFLOPS:g})"),
+        ("fraction of the matmul peak", f"{flops / wall / 1e9 / peak:.2f}"),
+        ("FLOP-based limit (s)", f"{flops / (peak * 1e9):.1f}"),
         ("authors' PyTorch loop (s)", f"{torch_s:.0f} (63 s per restart, measured)"),
         ("speed-up vs PyTorch", f"{torch_s / wall:.2f}×"),
         ("load average (1 min) before / after", f"{load_before:.2f} / {load_after:.2f} (shared machine)"),

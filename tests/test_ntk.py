@@ -193,6 +193,24 @@ def test_errors_are_one_line(x64):
         ntk.ntk_vp(apply_fn, params, x)(jnp.ones(3))
 
 
+def test_output_shape_is_cached_per_shape_and_never_caches_errors(x64):
+    apply_fn, params, x = _setup(DeepMLP(3), (8, 4))
+    assert ntk.output_shape(apply_fn, params, x) == (8, 3)
+    assert ntk.output_shape(apply_fn, params, x[:5]) == (5, 3)  # same model, new n: not the cached (8, 3)
+    assert ntk.output_shape(apply_fn, params, x.astype(jnp.float32)[:2]) == (2, 3)
+    for _ in range(2):  # a failing shape raises every time, not only on the first call
+        with pytest.raises(GsJaxError, match="failed for x of shape"):
+            ntk.output_shape(apply_fn, params, x[:, :3])
+
+    class Unhashable:  # an apply_fn that cannot key a cache is evaluated afresh
+        __hash__ = None
+
+        def __call__(self, p, xx):
+            return apply_fn(p, xx)
+
+    assert ntk.output_shape(Unhashable(), params, x) == (8, 3)
+
+
 def test_ntk_vp_float32_moderate_n():
     """Regression: products at n in the hundreds, float32 (a closed-over linearisation gave wrong K·v here)."""
     from gs_jax.models import CmnistMLP
