@@ -916,8 +916,11 @@ def run_moons(cfg, run_dir) -> dict[str, Any]:
         summary["linear"] = run_moons_linear(cfg, run_dir)
     summary["wall_s_total"] = round(time.perf_counter() - t_start, 1)
     run_dir.write_summary(summary)
+    ran = [f"{len(cfg.run)} cases"] if cfg.run else []
+    ran += ["the linearised-vs-real study"] if cfg.linear.enabled else []
     print(
-        f"[gs-jax] moons: {len(cfg.run)} cases in {summary['wall_s_total']:.1f} s -> {run_dir.path}",
+        f"[gs-jax] moons: {' and '.join(ran) or 'nothing (empty run list)'} in {summary['wall_s_total']:.1f} s "
+        f"-> {run_dir.path}",
         file=sys.stderr,
     )
     return summary
