@@ -37,6 +37,7 @@ def main(
             f"{experiment}: --config {default_config}[:variant] --config.KEY=VALUE --name NAME --runs-dir DIR"
         )
         return 0
+    run_dir = None
     try:
         invocation = parse_cli(argv, default_config)
         run_dir = runs.create(
@@ -47,6 +48,12 @@ def main(
         )
         body(invocation.config, run_dir)
     except GsJaxError as err:
-        print(f"{experiment}: error: {err}", file=sys.stderr)
+        # a refused run leaves no empty folder; a run that fails midway keeps what it wrote, and in both cases
+        # ``latest`` still names the last completed run
+        where = ""
+        if run_dir is not None and not run_dir.discard_if_empty():
+            where = f" (partial output kept in {run_dir.path}; runs/.../latest unchanged)"
+        print(f"{experiment}: error: {err}{where}", file=sys.stderr)
         return 2
+    run_dir.complete()
     return 0

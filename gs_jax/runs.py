@@ -6,9 +6,11 @@ Every entry point writes through this module, so every run looks the same on dis
     runs/<experiment>/<name>/metrics.jsonl    one JSON record per logged step
     runs/<experiment>/<name>/summary.json     the final numbers other tools read
     runs/<experiment>/<name>/<figure>.png/.pdf
-    runs/<experiment>/latest -> <name>        stable path to the newest run
+    runs/<experiment>/latest -> <name>        stable path to the newest *completed* run
 
-A run directory is never overwritten: a name that exists gets a ``-1``, ``-2``, ... suffix.
+A run directory is never overwritten: a name that exists gets a ``-1``, ``-2``, ... suffix. ``latest`` moves only
+when a run completes (``RunDir.complete()``, which ``gs_jax.cli`` calls after the body returns), so a run that is in
+progress, or failed, or was interrupted never hides the last good results from the tools that read ``latest``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,20 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    def complete(self) -> None:
+        """Mark the run finished: point ``<experiment>/latest`` at it."""
+        _point_latest(self.path.parent, self.path.name)
+
+    def discard_if_empty(self) -> bool:
+        """Remove the directory if it holds nothing but ``config.json`` (a run refused before it wrote anything);
+        return whether it was removed."""
+        if {p.name for p in self.path.iterdir()} <= {"config.json"}:
+            for p in self.path.iterdir():
+                p.unlink()
+            self.path.rmdir()
+            return True
+        return False
 
     def write_json(self, name: str, obj: Any) -> Path:
         target = self.file(name)
@@ -114,7 +130,10 @@ def create(
     root: str | Path = "runs",
     quiet: bool = False,
 ) -> RunDir:
-    """Create ``<root>/<experiment>/<name>/`` (timestamped by default), write ``config.json``, point ``latest`` at it."""
+    """Create ``<root>/<experiment>/<name>/`` (timestamped by default) and write ``config.json``.
+
+    ``latest`` is left alone until ``RunDir.complete()``.
+    """
     base = Path(root) / experiment
     base.mkdir(parents=True, exist_ok=True)
     stem = name or time.strftime("%Y%m%d-%H%M%S")
@@ -129,7 +148,6 @@ def create(
     run = RunDir(path=path, experiment=experiment)
     if config is not None:
         run.write_json("config.json", config)
-    _point_latest(base, path.name)
     if not quiet:
         print(f"[gs-jax] {experiment}: writing to {path}", file=sys.stderr)
     return run
@@ -144,7 +162,7 @@ def _point_latest(base: Path, target: str) -> None:
 
 
 def latest(experiment: str, root: str | Path = "runs") -> Path:
-    """The stable path ``<root>/<experiment>/latest`` (resolved)."""
+    """The stable path ``<root>/<experiment>/latest`` (resolved): the newest completed run."""
     return (Path(root) / experiment / "latest").resolve()
 
 

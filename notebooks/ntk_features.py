@@ -114,3 +114,4 @@ run.save_figure(
 )
 run.save_figure(feature_plots.width_convergence(WIDTHS, errors), "width_convergence")
 run.write_summary({"n": N, "top_s": np.asarray(feats.s[:10]), "widths": WIDTHS, "relative_errors": errors})
+run.complete()

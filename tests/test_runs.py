@@ -12,14 +12,18 @@ import numpy as np
 from gs_jax import cli, runs
 
 
-def test_create_writes_config_and_latest(tmp_path):
+def test_create_writes_config_and_latest_moves_on_completion(tmp_path):
     cfg = ml_collections.ConfigDict({"lr": 0.1, "widths": (1, 2)})
     run = runs.create("exp", cfg, name="a", root=tmp_path, quiet=True)
     assert json.loads((run.path / "config.json").read_text()) == {"lr": 0.1, "widths": [1, 2]}
+    assert not (tmp_path / "exp" / "latest").exists(), "latest names completed runs only"
+    run.complete()
     assert runs.latest("exp", tmp_path) == run.path.resolve()
     again = runs.create("exp", cfg, name="a", root=tmp_path, quiet=True)
     assert again.path.name == "a-1", "an existing run is never overwritten"
     assert (run.path / "config.json").exists()
+    assert runs.latest("exp", tmp_path) == run.path.resolve(), "a run in progress does not move latest"
+    again.complete()
     assert runs.latest("exp", tmp_path) == again.path.resolve()
 
 
@@ -77,4 +81,20 @@ def test_cli_main_reports_one_line_and_keeps_files(tmp_path, capsys):
         raise GsJaxError("labels must be in {0, 1}; got 2")
 
     assert cli.main(failing, experiment="e", default_config=str(cfg_file), argv=["--runs-dir", root]) == 2
-    assert (runs.latest("e", root) / "partial.txt").read_text() == "kept"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("[gs-jax] e: writing to"), err
+    assert err[1].startswith("e: error: labels must be in {0, 1}; got 2 (partial output kept in ")
+    partial = [p for p in (tmp_path / "runs" / "e").iterdir() if (p / "partial.txt").exists()]
+    assert len(partial) == 1 and (partial[0] / "partial.txt").read_text() == "kept"
+    assert runs.latest("e", root) == seen["path"].resolve(), "latest still names the last completed run"
+
+    def refusing(cfg, run):
+        from gs_jax.errors import GsJaxError
+
+        raise GsJaxError("seeds must be ≥ 1, got 0")
+
+    before = sorted(p.name for p in (tmp_path / "runs" / "e").iterdir())
+    assert cli.main(refusing, experiment="e", default_config=str(cfg_file), argv=["--runs-dir", root]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "e: error: seeds must be ≥ 1, got 0"
+    assert sorted(p.name for p in (tmp_path / "runs" / "e").iterdir()) == before, "no empty run folder left"
+    assert runs.latest("e", root) == seen["path"].resolve()
