@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import importlib.util
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -129,7 +130,14 @@ def apply_overrides(cfg: ConfigDict, overrides: Mapping[str, str] | Iterable[str
         for part in parents:
             node = node.get(part) if isinstance(node, ConfigDict) else None
         if not isinstance(node, ConfigDict) or leaf not in node or isinstance(node[leaf], ConfigDict):
-            raise GsJaxError(f"unknown config key '{key}'; valid keys: {', '.join(valid)}")
+            members = [k for k in valid if k.startswith(key + ".")]
+            if members:
+                raise GsJaxError(
+                    f"config key '{key}' is a group, not a value; set one of its keys: {', '.join(members)}"
+                )
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise GsJaxError(f"unknown config key '{key}'; {hint}valid keys: {', '.join(valid)}")
         with node.unlocked():
             node[leaf] = parse_value(raw, node[leaf], key)
     out.lock()

@@ -72,10 +72,12 @@ def test_overrides_parse_to_the_existing_type(cfg_file):
     [
         (
             "sed=3",
-            "unknown config key 'sed'; valid keys: lr, method, optim.b1, optim.steps, seed, verbose, widths",
+            "unknown config key 'sed'; did you mean 'seed'? "
+            "valid keys: lr, method, optim.b1, optim.steps, seed, verbose, widths",
         ),
-        ("optim=3", "unknown config key 'optim'"),
-        ("optim.stepz=3", "unknown config key 'optim.stepz'"),
+        ("optim=3", "config key 'optim' is a group, not a value; set one of its keys: optim.b1, optim.steps"),
+        ("xyz=3", "unknown config key 'xyz'; valid keys"),  # no close match: no guess
+        ("optim.stepz=3", "unknown config key 'optim.stepz'; did you mean 'optim.steps'?"),
         ("seed=three", "config key 'seed' expects an int, got 'three'"),
         ("lr=fast", "config key 'lr' expects a float"),
         ("verbose=maybe", "expects a bool"),
