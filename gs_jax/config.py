@@ -24,12 +24,17 @@ import ml_collections
 from gs_jax.errors import GsJaxError
 
 ConfigDict = ml_collections.ConfigDict
+_PROJECT = (
+    Path(__file__).resolve().parents[1]
+)  # the checkout holding configs/ (the package is installed editable)
 
 
 def load_config(spec: str | Path) -> ConfigDict:
     """Import ``path[:variant]`` and return its locked ``get_config(variant)``."""
     path_str, _, variant = str(spec).partition(":")
     path = Path(path_str)
+    if not path.is_file() and not path.is_absolute() and (_PROJECT / path).is_file():
+        path = _PROJECT / path  # `configs/X.py` from outside the checkout: the project's own config
     if not path.is_file():
         here = sorted(p.as_posix() for p in Path("configs").glob("*.py")) if Path("configs").is_dir() else []
         hint = f" (available: {', '.join(here)})" if here else ""

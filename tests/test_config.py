@@ -50,6 +50,14 @@ def test_unknown_variant_and_missing_file(cfg_file, tmp_path):
         gs_config.load_config(tmp_path / "missing.py")
 
 
+def test_project_configs_resolve_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the checkout: configs/ is not in the working directory
+    cfg = gs_config.load_config("configs/theorem2.py:small")
+    assert "deltas" in cfg
+    with pytest.raises(GsJaxError, match="not found"):
+        gs_config.load_config("configs/no_such_experiment.py")
+
+
 def test_overrides_parse_to_the_existing_type(cfg_file):
     cfg = gs_config.load_config(cfg_file)
     out = gs_config.apply_overrides(
