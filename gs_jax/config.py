@@ -24,9 +24,8 @@ import ml_collections
 from gs_jax.errors import GsJaxError
 
 ConfigDict = ml_collections.ConfigDict
-_PROJECT = (
-    Path(__file__).resolve().parents[1]
-)  # the checkout holding configs/ (the package is installed editable)
+# the checkout holding configs/ (the package is installed editable)
+_PROJECT = Path(__file__).resolve().parents[1]
 
 
 def load_config(spec: str | Path) -> ConfigDict:

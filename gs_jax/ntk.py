@@ -311,9 +311,8 @@ def empirical_ntk(
     )
     kernel = _kernel_fn(apply_fn, implementation, vmap_axes, binary=k == 1)
     if batch_size is None or (batch_size >= n1 and batch_size >= n2):
-        return kernel(
-            params, x1, x2
-        )  # x2=None: neural-tangents' symmetric path, measurably faster than (x1, x1)
+        # x2=None takes neural-tangents' symmetric path, measurably faster than passing (x1, x1)
+        return kernel(params, x1, x2)
     return _blocked(kernel, params, x1, x2, n1, n2, k, int(batch_size))
 
 
