@@ -355,7 +355,8 @@ def test_config_paper_numbers():
         load_config("configs/moons.py:nope")
 
 
-def test_entry_point_writes_the_output_contract(in_tmp):
+def _moons_entry():
+    """The repository root and the ``train/moons.py`` entry point, loaded as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -363,6 +364,11 @@ def test_entry_point_writes_the_output_contract(in_tmp):
     spec = importlib.util.spec_from_file_location("train_moons", repo / "train" / "moons.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return repo, mod
+
+
+def test_entry_point_writes_the_output_contract(in_tmp):
+    repo, mod = _moons_entry()
     rc = mod.main(
         [
             "--config",
@@ -390,13 +396,7 @@ def test_entry_point_writes_the_output_contract(in_tmp):
 
 def test_linear_study_entry_point_writes_its_own_folder(in_tmp):
     """``:linear`` alone trains no case: it goes to runs/moons_linear/, leaving runs/moons/latest to the figures."""
-    import importlib.util
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("train_moons", repo / "train" / "moons.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    repo, mod = _moons_entry()
     argv = [
         "--config",
         str(repo / "configs/moons.py:linear"),
