@@ -6,12 +6,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 UV_VERSION := 0.5.11
+LATEST := .venv-latest
+# the core's tests, run by `make test-latest` on the newest jax without neural-tangents
+LATEST_TESTS := tests/test_ntk.py tests/test_nt_compat.py tests/test_features.py tests/test_dynamics.py \
+                tests/test_fixed_points.py tests/test_precision.py
 ARGS   ?=
 
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup lock test test-slow lint format theorem2 primal-dual train-cmnist moons notebooks \
+.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons notebooks \
         data-mnist data-fashion bench clean
 
 help:  ## list the targets
@@ -22,17 +26,34 @@ setup: $(STAMP)  ## create .venv and install the locked stack + gs_jax (editable
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install -q --python $(PY) --require-hashes -r requirements.lock
+	@# sync = exactly the lock: packages of an older lock (TensorFlow & co.) are removed, nothing is re-resolved
+	$(VENV)/bin/uv pip sync -q --python $(PY) --require-hashes requirements.lock
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps --no-build-isolation -e .
 	@touch $@
 	@echo "setup: .venv ready"
 
+setup-gpu: $(STAMP)  ## add jax's CUDA 12 plugin of the locked jax version (a Linux machine with an NVIDIA GPU)
+	$(VENV)/bin/uv pip install -q --python $(PY) "jax[cuda12]==$$(sed -n 's/^jax==\([^ ]*\).*/\1/p' requirements.lock)"
+
+device-check: setup-gpu  ## on a GPU machine: gpu tests, CMNIST 10-restart benchmark, NTK top-20 at n=20k, one table
+	$(PY) benchmarks/device_check.py
+
 lock:  ## re-resolve requirements.in into requirements.lock (exact versions + hashes)
 	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
-	$(VENV)/bin/uv pip compile -q requirements.in --python-version 3.11 --generate-hashes -o requirements.lock
+	$(VENV)/bin/uv pip compile -q requirements.in --override requirements-overrides.txt --python-version 3.11 \
+	  --generate-hashes -o requirements.lock
 
 test: $(STAMP)  ## fast test suite (< 10 min on 2 CPU cores; `slow` tests deselected)
 	$(PY) -m pytest -q $(ARGS)
+
+test-latest:  ## the core's tests on the newest jax/flax/optax/diffrax (unlocked, no neural-tangents) in .venv-latest
+	@test -x $(LATEST)/bin/python || python3 -m venv $(LATEST)
+	$(LATEST)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(LATEST)/bin/uv pip install -q --python $(LATEST)/bin/python --upgrade -r requirements-latest.in
+	$(LATEST)/bin/uv pip install -q --python $(LATEST)/bin/python --no-deps -e .
+	@$(LATEST)/bin/python -c "import jax, flax, optax, diffrax; print('test-latest: jax', jax.__version__, \
+	  '| flax', flax.__version__, '| optax', optax.__version__, '| diffrax', diffrax.__version__)"
+	$(LATEST)/bin/python -m pytest -q $(LATEST_TESTS) $(ARGS)
 
 test-slow: $(STAMP)  ## only the slow tests (paper-scale runs)
 	$(PY) -m pytest -q -m slow $(ARGS)
@@ -71,7 +92,7 @@ data-fashion: $(STAMP)  ## install Fashion-MNIST IDX files (Debian package, else
 	  && echo "data-fashion: use --config.data.dir=data/fashion-mnist"; fi
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print its table
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/*.py; do [ $$b = benchmarks/device_check.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:  ## remove caches and generated notebooks (keeps .venv and runs/)
 	rm -rf .pytest_cache .ruff_cache notebooks/*.ipynb

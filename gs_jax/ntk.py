@@ -6,8 +6,17 @@ exactly for any function ``apply_fn(params, x) -> logits`` (a Flax linen ``modul
 apply function, or plain JAX), and the analytic infinite-width NTK of ``stax`` architectures (Eq. 1 uses the NTK
 parameterisation).
 
-It is the only module of gs_jax that calls neural-tangents; the import is lazy (``import neural_tangents`` imports
-TensorFlow and costs seconds), so importing this module is cheap.
+Two backends compute the Gram (:func:`empirical_ntk`):
+
+- ``"nt"``: neural-tangents 0.6.5 — structured derivatives (its fastest method, and the default here), Jacobian
+  contraction, NTK-vector products. Imported through the private ``gs_jax._nt_compat`` on the jax versions it was
+  tested with; it is the only module of gs_jax that reaches neural-tangents.
+- ``"jax"``: gs-jax's own Jacobian contraction and NTK-vector products on public jax only (``jacrev``, ``vjp``,
+  ``jvp``, ``vmap``), for any jax and with neural-tangents absent.
+
+``backend="auto"`` (the default) takes neural-tangents where it can be imported and the jax backend elsewhere.
+Φ₀ (:func:`ntrf`), the matrix-free products (:func:`ntk_vp`, :func:`ntrf_tvp`) and :func:`linearize` are plain jax
+on every backend; only the infinite-width kernels need neural-tangents.
 
 Output convention
 -----------------
@@ -19,8 +28,7 @@ Parameters are flattened in ``jax.flatten_util.ravel_pytree`` order (the column 
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -28,16 +36,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gs_jax import runs
+from gs_jax import _nt_compat
 from gs_jax.errors import GsJaxError, check
 
 ApplyFn = Callable[[Any, Any], jnp.ndarray]
+#: ``progress(iterable, total=..., desc=...)`` wraps a loop in a progress bar (e.g. ``gs_jax.runs.progress``).
+Progress = Callable[..., Iterable]
 
 #: Default cap (bytes) on any dense array this module materialises (Φ₀, K, or one block's Jacobians).
 DENSE_LIMIT_BYTES = 2 * 1024**3
 
-_IMPLEMENTATIONS = {
-    "structured": 3,  # neural_tangents.NtkImplementation.STRUCTURED_DERIVATIVES
+#: implementation name → neural-tangents' ``NtkImplementation`` value.
+_NT_IMPLEMENTATIONS = {
+    "structured": 3,  # STRUCTURED_DERIVATIVES
     "structured_derivatives": 3,
     "jacobian": 1,  # JACOBIAN_CONTRACTION
     "jacobian_contraction": 1,
@@ -45,17 +56,37 @@ _IMPLEMENTATIONS = {
     "ntk_vector_products": 2,
     "auto": 0,  # AUTO: neural-tangents picks by FLOP estimate
 }
+#: implementation name → gs-jax's own method (public jax only).
+_JAX_IMPLEMENTATIONS = {
+    "jacobian": "jacobian",
+    "jacobian_contraction": "jacobian",
+    "ntvp": "ntvp",
+    "ntk_vector_products": "ntvp",
+    "auto": "jacobian",
+}
+BACKENDS = ("auto", "nt", "jax")
+
+
+def _no_progress(iterable, **_):
+    return iterable
+
+
+def nt_available() -> bool:
+    """Whether the neural-tangents backend can be used here (installed, on a jax version it was tested with)."""
+    return _nt_compat.supported()
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """``"nt"`` or ``"jax"``: ``"auto"`` picks neural-tangents where :func:`nt_available`, else the jax backend."""
+    check(backend in BACKENDS, f"unknown NTK backend {backend!r}; choose from {list(BACKENDS)}")
+    if backend == "auto":
+        return "nt" if nt_available() else "jax"
+    return backend
 
 
 def _nt():
-    """Import neural_tangents lazily (it imports TensorFlow), with TensorFlow's C++ logging silenced."""
-    # jax sets TF_CPP_MIN_LOG_LEVEL=1 at import, which lets TensorFlow print its CUDA-plugin registration errors;
-    # raise it to 3 unless the user chose another level.
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "1":
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import neural_tangents
-
-    return neural_tangents
+    """neural-tangents, imported through the compat module (one GsJaxError line where it cannot be)."""
+    return _nt_compat.load()
 
 
 def _gib(nbytes: float) -> str:
@@ -200,11 +231,21 @@ def ntrf(apply_fn: ApplyFn, params: Any, x: Any, *, max_bytes: int = DENSE_LIMIT
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any, binary: bool) -> Callable:
-    return _make_kernel_fn(apply_fn, implementation, vmap_axes, binary)
+def _cached_kernel_fn(apply_fn: ApplyFn, backend: str, method: Any, vmap_axes: Any, binary: bool) -> Callable:
+    return _make_kernel_fn(apply_fn, backend, method, vmap_axes, binary)
 
 
-def _make_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any, binary: bool) -> Callable:
+def _make_kernel_fn(apply_fn: ApplyFn, backend: str, method: Any, vmap_axes: Any, binary: bool) -> Callable:
+    """A jitted ``kernel(params, x1, x2)`` giving ``(n1 * k, n2 * k)`` (``(n1, n2)`` for binary logits)."""
+    if backend == "jax":
+        ntk_nnkk = _jax_kernel(apply_fn, method, vmap_axes)
+
+        def kernel(params, x1, x2):
+            k_nnkk = ntk_nnkk(params, x1, x2)  # (n1, n2, k, k)
+            n1, n2, k, _ = k_nnkk.shape
+            return k_nnkk.transpose(0, 2, 1, 3).reshape(n1 * k, n2 * k)
+
+        return jax.jit(kernel)
     nt = _nt()
     if binary:
         # (n,) logits: neural-tangents returns (n1, n2) directly; carrying a singleton output axis instead makes
@@ -213,12 +254,10 @@ def _make_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any, bina
             lambda p, x: apply_fn(p, x).reshape(-1),
             trace_axes=(),
             vmap_axes=vmap_axes,
-            implementation=implementation,
+            implementation=method,
         )
         return jax.jit(lambda params, x1, x2: fn(x1, x2, params))
-    fn = nt.empirical_ntk_fn(
-        _as_2d(apply_fn), trace_axes=(), vmap_axes=vmap_axes, implementation=implementation
-    )
+    fn = nt.empirical_ntk_fn(_as_2d(apply_fn), trace_axes=(), vmap_axes=vmap_axes, implementation=method)
 
     def kernel(params, x1, x2):
         k_nnkk = fn(x1, x2, params)  # (n1, n2, k, k)
@@ -228,16 +267,112 @@ def _make_kernel_fn(apply_fn: ApplyFn, implementation: int, vmap_axes: Any, bina
     return jax.jit(kernel)
 
 
-def _kernel_fn(apply_fn: ApplyFn, implementation: str, vmap_axes: Any, binary: bool) -> Callable:
-    check(
-        implementation in _IMPLEMENTATIONS,
-        f"unknown NTK implementation {implementation!r}; choose from {sorted(_IMPLEMENTATIONS)}",
-    )
-    impl = _IMPLEMENTATIONS[implementation]
+def _kernel_fn(
+    apply_fn: ApplyFn, backend: str, implementation: str | None, vmap_axes: Any, binary: bool
+) -> Callable:
+    backend = resolve_backend(backend)
+    if backend == "nt":
+        implementation = "structured" if implementation is None else implementation
+        check(
+            implementation in _NT_IMPLEMENTATIONS,
+            f"unknown NTK implementation {implementation!r} for backend 'nt'; choose from "
+            f"{sorted(_NT_IMPLEMENTATIONS)}",
+        )
+        method = _NT_IMPLEMENTATIONS[implementation]
+    else:
+        implementation = "jacobian" if implementation is None else implementation
+        check(
+            implementation in _JAX_IMPLEMENTATIONS,
+            f"NTK implementation {implementation!r} is not available on the jax backend (structured derivatives "
+            f"are neural-tangents' own); choose from {sorted(_JAX_IMPLEMENTATIONS)}"
+            if implementation in _NT_IMPLEMENTATIONS
+            else f"unknown NTK implementation {implementation!r}; choose from {sorted(_JAX_IMPLEMENTATIONS)}",
+        )
+        method = _JAX_IMPLEMENTATIONS[implementation]
     try:
-        return _cached_kernel_fn(apply_fn, impl, vmap_axes, binary)
+        hash((apply_fn, vmap_axes))
     except TypeError:  # unhashable apply_fn / vmap_axes: build (and compile) afresh
-        return _make_kernel_fn(apply_fn, impl, vmap_axes, binary)
+        return _make_kernel_fn(apply_fn, backend, method, vmap_axes, binary)
+    return _cached_kernel_fn(apply_fn, backend, method, vmap_axes, binary)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The jax backend: Jacobian contraction and NTK-vector products on public jax
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _per_example(apply_fn: ApplyFn) -> Callable:
+    """``g(params, x_i) -> (k,)``: the model on one example (batch axis added and removed)."""
+    f2 = _as_2d(apply_fn)
+    return lambda p, xi: f2(p, jax.tree_util.tree_map(lambda a: a[None], xi))[0]
+
+
+def _jacobians(apply_fn: ApplyFn, params: Any, x: Any, vmap_axes: Any) -> Any:
+    """∂ŷ/∂θ as a parameter-shaped pytree with leaves ``(n, k, *leaf.shape)``.
+
+    ``vmap_axes=0``: one reverse-mode Jacobian per example, vmapped (k VJPs on one example each — the cost of n·k
+    backward passes, independent of how examples interact in the batch). ``None``: the Jacobian of the whole batch
+    (for models that mix examples, e.g. BatchNorm in training mode): n·k VJPs through the full batch.
+    """
+    if vmap_axes is None:
+        return jax.jacrev(lambda p: _as_2d(apply_fn)(p, x))(params)
+    check(vmap_axes == 0, f"vmap_axes must be 0 or None on the jax backend, got {vmap_axes!r}")
+    return jax.vmap(jax.jacrev(_per_example(apply_fn)), in_axes=(None, 0))(params, x)
+
+
+def _contract(j1: Any, j2: Any) -> jnp.ndarray:
+    """Σ over parameter leaves of J₁ J₂ᵀ: ``(n1, k, ...) × (n2, k, ...) -> (n1, n2, k, k)``."""
+    terms = jax.tree_util.tree_map(
+        lambda a, b: jnp.einsum(
+            "ikp,jlp->ijkl", a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
+        ),
+        j1,
+        j2,
+    )
+    return functools.reduce(jnp.add, jax.tree_util.tree_leaves(terms))
+
+
+def _jax_kernel(apply_fn: ApplyFn, method: str, vmap_axes: Any) -> Callable:
+    """``ntk(params, x1, x2) -> (n1, n2, k, k)`` by Jacobian contraction or NTK-vector products (x2=None: x1)."""
+    if method == "jacobian":
+
+        def ntk_jac(params, x1, x2):
+            j1 = _jacobians(apply_fn, params, x1, vmap_axes)
+            j2 = j1 if x2 is None else _jacobians(apply_fn, params, x2, vmap_axes)
+            return _contract(j1, j2)
+
+        return ntk_jac
+
+    f2 = _as_2d(apply_fn)
+
+    def ntk_vp_cols(params, x1, x2):
+        """Column (j, l) of K is Φ₀(x1) Φ₀(x2)ᵀ e_jl: a VJP of the basis cotangent e_jl at x2 (one example when the
+        examples are independent), then a JVP at x1; vmapped over all n2·k basis vectors."""
+        xb = x1 if x2 is None else x2
+        n2 = jax.tree_util.tree_leaves(xb)[0].shape[0]
+        k = jax.eval_shape(f2, params, jax.tree_util.tree_map(lambda a: a[:1], x1)).shape[1]
+        eye = jnp.eye(k, dtype=jax.eval_shape(f2, params, x1).dtype)
+
+        def jvp_x1(tangent):
+            return jax.jvp(lambda p: f2(p, x1), (params,), (tangent,))[1]  # (n1, k)
+
+        if vmap_axes is None:
+            _, vjp = jax.vjp(lambda p: f2(p, xb), params)
+            basis = jnp.eye(n2 * k, dtype=eye.dtype).reshape(n2 * k, n2, k)
+            cols = jax.vmap(lambda c: jvp_x1(vjp(c)[0]))(basis)  # (n2 * k, n1, k)
+            cols = cols.reshape(n2, k, *cols.shape[1:])
+        else:
+            check(vmap_axes == 0, f"vmap_axes must be 0 or None on the jax backend, got {vmap_axes!r}")
+            g = _per_example(apply_fn)
+
+            def col(xj, e_l):
+                _, vjp = jax.vjp(lambda p: g(p, xj), params)
+                return jvp_x1(vjp(e_l)[0])  # (n1, k)
+
+            cols = jax.vmap(lambda xj: jax.vmap(lambda e: col(xj, e))(eye))(xb)  # (n2, k, n1, k)
+        return cols.transpose(2, 0, 3, 1)  # (n1, n2, k_x1, k_x2)
+
+    return ntk_vp_cols
 
 
 def _pad_rows(x: Any, size: int) -> Any:
@@ -263,10 +398,12 @@ def empirical_ntk(
     x1: Any,
     x2: Any = None,
     *,
-    implementation: str = "structured",
+    implementation: str | None = None,
+    backend: str = "auto",
     batch_size: int | None = None,
     vmap_axes: Any = 0,
     max_bytes: int = DENSE_LIMIT_BYTES,
+    progress: Progress | None = None,
 ) -> jnp.ndarray:
     """The empirical NTK Gram K(x₁, x₂) = Φ₀(x₁) Φ₀(x₂)ᵀ, shape ``(n1 * k, n2 * k)`` (example-major rows/columns).
 
@@ -274,14 +411,18 @@ def empirical_ntk(
       apply_fn: ``apply_fn(params, x) -> logits`` of shape ``(n,)`` or ``(n, k)``.
       params: the parameters θ₀ at which Φ₀ is taken.
       x1, x2: inputs, examples along axis 0; ``x2=None`` gives the symmetric Gram K(x₁, x₁).
-      implementation: neural-tangents' method: ``"structured"`` (structured derivatives, the default and usually
-        fastest), ``"jacobian"`` (Jacobian contraction), ``"ntvp"`` (NTK-vector products) or ``"auto"``.
+      implementation: ``"structured"`` (structured derivatives; neural-tangents only, its default and usually
+        the fastest), ``"jacobian"`` (Jacobian contraction; the jax backend's default), ``"ntvp"`` (NTK-vector
+        products) or ``"auto"``; ``None`` takes the backend's default.
+      backend: ``"nt"`` (neural-tangents), ``"jax"`` (gs-jax's own, public jax only) or ``"auto"`` (neural-tangents
+        where it can be imported, see :func:`nt_available`).
       batch_size: compute K in ``batch_size × batch_size`` blocks (the last block padded, so one compilation),
         which bounds the working memory by the block instead of by n; the dense result is assembled on the host.
         For x2=None only the upper block triangle is computed.
       vmap_axes: the batch axis of ``apply_fn`` for neural-tangents (0: examples independent, the usual case;
         ``None`` for a model that mixes examples, e.g. BatchNorm in training mode).
       max_bytes: refuse (GsJaxError) a dense result, or an unbatched Jacobian contraction, larger than this.
+      progress: wraps the loop over blocks, e.g. ``gs_jax.runs.progress`` for a bar (default: none).
 
     Returns:
       ``K`` of shape ``(n1 * k, n2 * k)``; ``(n1, n2)`` for binary logits.
@@ -303,19 +444,21 @@ def empirical_ntk(
     rows = n1 + n2 if batch_size is None else 2 * min(int(batch_size), max(n1, n2))
     jac_bytes = rows * k * m * item
     check(
-        implementation not in ("jacobian", "jacobian_contraction") or jac_bytes <= max_bytes,
+        implementation not in ("jacobian", "jacobian_contraction", None)
+        or jac_bytes <= max_bytes
+        or (implementation is None and resolve_backend(backend) == "nt"),
         f"the Jacobian contraction holds {rows * k} × {m} Jacobian entries ({_gib(jac_bytes)}, limit "
         f"{_gib(max_bytes)}): pass a smaller batch_size, implementation='structured', or use "
         "gs_jax.features.top_k (matrix-free)",
     )
-    kernel = _kernel_fn(apply_fn, implementation, vmap_axes, binary=k == 1)
+    kernel = _kernel_fn(apply_fn, backend, implementation, vmap_axes, binary=k == 1)
     if batch_size is None or (batch_size >= n1 and batch_size >= n2):
-        # x2=None takes neural-tangents' symmetric path, measurably faster than passing (x1, x1)
+        # x2=None takes the symmetric path (one set of Jacobians), measurably faster than passing (x1, x1)
         return kernel(params, x1, x2)
-    return _blocked(kernel, params, x1, x2, n1, n2, k, int(batch_size))
+    return _blocked(kernel, params, x1, x2, n1, n2, k, int(batch_size), progress or _no_progress)
 
 
-def _blocked(kernel, params, x1, x2, n1, n2, k, b) -> jnp.ndarray:
+def _blocked(kernel, params, x1, x2, n1, n2, k, b, progress: Progress) -> jnp.ndarray:
     """Assemble K block by block on the host (float of the params' precision)."""
     symmetric = x2 is None
     xb = x1 if symmetric else x2
@@ -325,7 +468,7 @@ def _blocked(kernel, params, x1, x2, n1, n2, k, b) -> jnp.ndarray:
     blocks = [(i, j) for i in starts1 for j in starts2 if not symmetric or j >= i]
     padded1 = {i: _pad_rows(_slice_rows(x1, i, min(i + b, n1)), b) for i in starts1}
     padded2 = padded1 if symmetric else {j: _pad_rows(_slice_rows(xb, j, min(j + b, n2)), b) for j in starts2}
-    for i, j in runs.progress(blocks, total=len(blocks), desc="NTK blocks"):
+    for i, j in progress(blocks, total=len(blocks), desc="NTK blocks"):
         bi, bj = min(b, n1 - i), min(b, n2 - j)
         blk = np.asarray(kernel(params, padded1[i], padded2[j]))[: bi * k, : bj * k]
         out[i * k : (i + bi) * k, j * k : (j + bj) * k] = blk
@@ -397,11 +540,19 @@ def ntrf_tvp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], 
 
 
 def linearize(apply_fn: ApplyFn, params: Any) -> ApplyFn:
-    """The linearised model ŷ_lin(θ, x) = ŷ(θ₀, x) + Φ₀(x)(θ − θ₀) around θ₀ = ``params`` (``neural_tangents.linearize``).
+    """The linearised model ŷ_lin(θ, x) = ŷ(θ₀, x) + Φ₀(x)(θ − θ₀) around θ₀ = ``params`` (Eq. 3).
 
-    Returns ``f_lin(params, x)`` with the same signature and output shape as ``apply_fn``.
+    One JVP per call (what ``neural_tangents.linearize`` computes, on public jax). Returns ``f_lin(params, x)``
+    with the same signature and output shape as ``apply_fn``.
     """
-    return _nt().linearize(apply_fn, params)
+    params0 = params
+
+    def f_lin(p, x):
+        delta = jax.tree_util.tree_map(lambda a, b: a - b, p, params0)
+        f0, df = jax.jvp(lambda q: apply_fn(q, x), (params0,), (delta,))
+        return f0 + df
+
+    return f_lin
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,14 +3,13 @@
 import json
 
 import jax
-import jax.experimental
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from gs_jax import losses, models, training
+from gs_jax import losses, models, precision, training
 from gs_jax.config import load_config
 from gs_jax.data import moons as moons_data
 from gs_jax.errors import GsJaxError
@@ -319,7 +318,7 @@ def test_z_responses_equal_the_authors_gram_eigenvectors():
     feats = training.moons_init_features(arch, res.params0, x, y)
     z = training.moons_responses(feats, y, res.logits_stn, indices=(1, 6), top_aligned=2)
     _, _, _, apply_fn = training.make_moons_trainer(arch)
-    with jax.experimental.enable_x64():
+    with precision.x64(True):
         p0 = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0], jnp.float64), res.params0)
         flat, unravel = jax.flatten_util.ravel_pytree(p0)
         jac = jax.jacrev(lambda t: apply_fn(unravel(t), jnp.asarray(x[0], jnp.float64)))(flat)

@@ -1,5 +1,7 @@
-"""gs_jax.ntk against brute force: Φ₀ and K vs per-example gradients (float64), batching, K·v, linearisation,
-infinite width (closed form and convergence), and the one-line errors."""
+"""gs_jax.ntk against brute force: Φ₀ and K vs per-example gradients (float64) on both backends (neural-tangents
+and gs-jax's own jax-only implementations), batching, K·v, linearisation, infinite width (closed form and
+convergence), and the one-line errors. Tests that need neural-tangents skip where it cannot be imported (the
+newest-jax environment of `make test-latest`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,16 @@ from gs_jax import ntk
 from gs_jax.errors import GsJaxError
 
 RTOL = 1e-10  # float64 throughout; the paths differ only in the order of the sums (≈ 1e-15 relative)
+
+needs_nt = pytest.mark.skipif(not ntk.nt_available(), reason="neural-tangents not importable on this jax")
+#: (backend, implementation) pairs: every method of both backends.
+METHODS = [
+    pytest.param("nt", "structured", marks=needs_nt),
+    pytest.param("nt", "jacobian", marks=needs_nt),
+    pytest.param("nt", "ntvp", marks=needs_nt),
+    ("jax", "jacobian"),
+    ("jax", "ntvp"),
+]
 
 
 class DeepMLP(nn.Module):
@@ -66,7 +78,7 @@ MODELS = {
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_ntrf_and_gram_match_brute_force(name, x64):
+def test_ntrf_matches_brute_force(name, x64):
     model, shape = MODELS[name]
     apply_fn, params, x = _setup(model, shape)
     phi_ref = _brute_force_phi(apply_fn, params, x)
@@ -76,24 +88,64 @@ def test_ntrf_and_gram_match_brute_force(name, x64):
         ntk.num_params(params),
     )
     np.testing.assert_allclose(phi, phi_ref, rtol=RTOL, atol=RTOL * np.abs(phi_ref).max())
+
+
+@pytest.mark.parametrize("backend,impl", METHODS)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_gram_matches_brute_force(name, backend, impl, x64):
+    """K = Φ₀Φ₀ᵀ of every method, with examples independent (vmap_axes=0) and as one batch (vmap_axes=None)."""
+    model, shape = MODELS[name]
+    apply_fn, params, x = _setup(model, shape)
+    phi_ref = _brute_force_phi(apply_fn, params, x)
     K_ref = phi_ref @ phi_ref.T
-    for impl in ("structured", "jacobian", "ntvp"):
-        K = np.asarray(ntk.empirical_ntk(apply_fn, params, x, implementation=impl))
-        np.testing.assert_allclose(K, K_ref, rtol=RTOL, atol=RTOL * np.abs(K_ref).max(), err_msg=impl)
+    for vmap_axes in (0, None):
+        K = np.asarray(
+            ntk.empirical_ntk(apply_fn, params, x, implementation=impl, backend=backend, vmap_axes=vmap_axes)
+        )
+        assert K.dtype == np.float64 and K.shape == K_ref.shape
+        np.testing.assert_allclose(
+            K, K_ref, rtol=RTOL, atol=RTOL * np.abs(K_ref).max(), err_msg=str(vmap_axes)
+        )
 
 
+@pytest.mark.parametrize("backend,impl", METHODS)
 @pytest.mark.parametrize("name", ["mlp", "mlp_k3"])
-def test_batched_equals_unbatched_and_cross_kernel(name, x64):
+def test_batched_equals_unbatched_and_cross_kernel(name, backend, impl, x64):
     model, shape = MODELS[name]
     apply_fn, params, x = _setup(model, shape)
     x2 = jax.random.normal(jax.random.PRNGKey(7), (7,) + shape[1:], dtype=jnp.float64)
-    full = np.asarray(ntk.empirical_ntk(apply_fn, params, x))
-    batched = np.asarray(ntk.empirical_ntk(apply_fn, params, x, batch_size=3))  # n not a multiple of 3
+    kw = dict(implementation=impl, backend=backend)
+    full = np.asarray(ntk.empirical_ntk(apply_fn, params, x, **kw))
+    batched = np.asarray(ntk.empirical_ntk(apply_fn, params, x, batch_size=3, **kw))  # n not a multiple of 3
     np.testing.assert_allclose(batched, full, rtol=RTOL, atol=RTOL * np.abs(full).max())
     np.testing.assert_allclose(batched, batched.T, rtol=0, atol=1e-14 * np.abs(full).max())
-    cross = np.asarray(ntk.empirical_ntk(apply_fn, params, x, x2, batch_size=2))
+    cross = np.asarray(ntk.empirical_ntk(apply_fn, params, x, x2, batch_size=2, **kw))
     cross_ref = _brute_force_phi(apply_fn, params, x) @ _brute_force_phi(apply_fn, params, x2).T
     np.testing.assert_allclose(cross, cross_ref, rtol=RTOL, atol=RTOL * np.abs(cross_ref).max())
+
+
+def test_backend_selection(x64):
+    """'auto' is neural-tangents exactly where it can be imported; the jax backend refuses structured derivatives
+    in one line; an unknown backend is named."""
+    assert ntk.resolve_backend("auto") == ("nt" if ntk.nt_available() else "jax")
+    assert ntk.resolve_backend("jax") == "jax"
+    apply_fn, params, x = _setup(DeepMLP(1), (4, 4))
+    with pytest.raises(GsJaxError, match="not available on the jax backend.*structured derivatives"):
+        ntk.empirical_ntk(apply_fn, params, x, implementation="structured", backend="jax")
+    with pytest.raises(GsJaxError, match="unknown NTK backend 'torch'"):
+        ntk.empirical_ntk(apply_fn, params, x, backend="torch")
+
+
+def test_blocked_gram_reports_progress(x64):
+    apply_fn, params, x = _setup(DeepMLP(1), (8, 4))
+    seen = []
+
+    def progress(it, total, desc):
+        seen.append((total, desc))
+        return it
+
+    ntk.empirical_ntk(apply_fn, params, x, batch_size=3, backend="jax", progress=progress)
+    assert seen == [(6, "NTK blocks")]  # 3 row blocks, upper triangle: 3 + 2 + 1
 
 
 @pytest.mark.parametrize("name", ["mlp", "mlp_k3"])
@@ -139,6 +191,7 @@ def _relu_ntk_closed_form(x1, x2, W_std, b_std):
     return nngp2 + W_std**2 * relu_dot * s1  # Θ₂ = Σ₂ + σ_w² Σ̇₁ Θ₁ with Θ₁ = Σ₁
 
 
+@needs_nt
 def test_infinite_width_ntk_matches_closed_form(x64):
     x1 = np.random.default_rng(0).normal(size=(6, 3))
     x2 = np.random.default_rng(1).normal(size=(4, 3))
@@ -163,6 +216,7 @@ def width_sweep_errors(widths, seeds, n=12):
     return errs
 
 
+@needs_nt
 def test_empirical_ntk_approaches_infinite_width(x64):
     widths = [64, 256, 1024, 4096]
     errs = width_sweep_errors(widths, seeds=range(5))
@@ -187,8 +241,9 @@ def test_errors_are_one_line(x64):
         ntk.empirical_ntk(apply_fn, params, x, implementation="jacobian", max_bytes=8 * 8 * 8 + 1000)
     with pytest.raises(GsJaxError, match="Φ₀ of shape"):
         ntk.ntrf(apply_fn, params, x, max_bytes=100)
-    with pytest.raises(GsJaxError, match="unknown NTK implementation"):
-        ntk.empirical_ntk(apply_fn, params, x, implementation="magic")
+    for backend in ("jax", "nt") if ntk.nt_available() else ("jax",):
+        with pytest.raises(GsJaxError, match="unknown NTK implementation"):
+            ntk.empirical_ntk(apply_fn, params, x, implementation="magic", backend=backend)
     with pytest.raises(GsJaxError, match="ntk_vp: v must have shape"):
         ntk.ntk_vp(apply_fn, params, x)(jnp.ones(3))
 
@@ -218,7 +273,7 @@ def test_ntk_vp_float32_moderate_n():
     model = CmnistMLP(hidden=32)
     x = jax.random.normal(jax.random.PRNGKey(0), (1000, 392), dtype=jnp.float32)
     params = model.init(jax.random.PRNGKey(1), x[:2])
-    K = np.asarray(ntk.empirical_ntk(model.apply, params, x), dtype=np.float64)
+    K = np.asarray(ntk.empirical_ntk(model.apply, params, x, backend="auto"), dtype=np.float64)
     v = np.random.default_rng(0).normal(size=(1000, 2)).astype(np.float32)
     got = np.asarray(ntk.ntk_vp(model.apply, params, x)(v), dtype=np.float64)
     np.testing.assert_allclose(got, K @ v, atol=1e-5 * np.abs(K @ v).max())  # float32 sums over m ≈ 14k terms
