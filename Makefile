@@ -16,7 +16,7 @@ export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons notebooks \
-        data-mnist data-fashion bench clean
+        data-mnist data-fashion data-cifar bench clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -90,6 +90,10 @@ data-fashion: $(STAMP)  ## install Fashion-MNIST IDX files (Debian package, else
 	  && echo "data-fashion: Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist"; \
 	else $(PY) -m gs_jax.data.mnist download data/fashion-mnist --dataset fashion-mnist \
 	  && echo "data-fashion: use --config.data.dir=data/fashion-mnist"; fi
+
+data-cifar: $(STAMP)  ## download CIFAR-10 and CIFAR-100 (python pickle batches) into GS_DATA_DIR (default data/; needs internet)
+	@$(PY) -m gs_jax.data.cifar download $${GS_DATA_DIR:-data} --dataset cifar10
+	@$(PY) -m gs_jax.data.cifar download $${GS_DATA_DIR:-data} --dataset cifar100
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print its table
 	@for b in benchmarks/*.py; do [ $$b = benchmarks/device_check.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done

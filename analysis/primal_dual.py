@@ -3,7 +3,7 @@
 import sys
 
 from gs_jax import cli, precision
-from gs_jax.dynamics import run_primal_dual
+from gs_jax.experiments.primal_dual import run_primal_dual
 
 
 def main(argv=None):

@@ -3,7 +3,7 @@
 import sys
 
 from gs_jax import cli, precision
-from gs_jax.fixed_points import run_theorem2
+from gs_jax.experiments.theorem2 import run_theorem2
 
 
 def main(argv=None):

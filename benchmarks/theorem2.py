@@ -26,6 +26,7 @@ import numpy as np
 
 from gs_jax import dynamics, precision
 from gs_jax import fixed_points as fp
+from gs_jax.experiments import theorem2
 
 precision.enable_x64()
 
@@ -77,16 +78,16 @@ def main(argv=None):
     s1 = np.linspace(2.0, 60.0, n_points)
     rows = []
 
-    t, sweep = _timed(lambda: fp.theorem2_sweep(("eq10", "eq9", "sd"), deltas, s1, 2.0, 1.0))
+    t, sweep = _timed(lambda: theorem2.theorem2_sweep(("eq10", "eq9", "sd"), deltas, s1, 2.0, 1.0))
     rows.append(("sweep, first call (incl. compile)", t, len(sweep), None))
-    t, _ = _timed(lambda: fp.theorem2_sweep(("eq10", "eq9", "sd"), deltas, s1, 2.0, 1.0))
+    t, _ = _timed(lambda: theorem2.theorem2_sweep(("eq10", "eq9", "sd"), deltas, s1, 2.0, 1.0))
     rows.append(("sweep, warm", t, len(sweep), None))
 
     nd, nr = (20, 20) if quick else (100, 117)
     pd, pr = np.linspace(0, 0.99, nd), np.linspace(1, 30, nr)
-    t, pm = _timed(lambda: fp.phase_map(("eq10", "eq9"), pd, pr, (0.1, 1.0, 10.0), 2.0))
+    t, pm = _timed(lambda: theorem2.phase_map(("eq10", "eq9"), pd, pr, (0.1, 1.0, 10.0), 2.0))
     rows.append(("phase map, first call", t, len(pm), None))
-    t, _ = _timed(lambda: fp.phase_map(("eq10", "eq9"), pd, pr, (0.1, 1.0, 10.0), 2.0))
+    t, _ = _timed(lambda: theorem2.phase_map(("eq10", "eq9"), pd, pr, (0.1, 1.0, 10.0), 2.0))
     rows.append(("phase map, warm", t, len(pm), None))
 
     # Baselines on the Eq. 9 part of the sweep: z₂ plus a central difference = 3 solves per point.

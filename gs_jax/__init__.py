@@ -8,12 +8,17 @@ Modules, one idea each (see the README's layout):
 - ``dynamics``     dual (Eq. 9, 10, 18) and primal (Eq. 5, 17) learning dynamics, integrated with diffrax.
 - ``fixed_points`` Lambert W, closed forms (Eq. 12, 13), Lemma 1 (Eq. 14), exact fixed points with implicit
                    derivatives (Theorem 2).
-- ``losses``, ``algorithms``, ``models``, ``training``  ERM / SD / IRM / V-REx, Flax models and trainers.
+- ``losses``, ``algorithms``, ``models``  ERM / SD / IRM / V-REx as records of pure functions, Flax models.
+- ``trainer``      the generic trainer: restarts as a vmap axis, scan chunks, evaluators, checkpoints, devices.
+- ``metrics``      accuracy, per-group and worst-group accuracy, entropy, input-space margins, mean ± std.
 - ``data``         two-moons, MNIST IDX files, Colored MNIST environments.
+- ``experiments``  one driver per experiment (``experiments.theorem2``, ``experiments.primal_dual``, ...): sweeps,
+                   summaries, tables and run outputs, so that the maths modules neither write files nor draw.
 - ``config``, ``runs``, ``precision``  configs as data, run directories, float64 switch.
+- ``reporting``, ``plotting``  text/markdown tables; matplotlib figures.
 
 Submodules load on first attribute access, so ``import gs_jax`` stays cheap and code that never touches the NTK
-never imports neural-tangents or TensorFlow.
+never imports neural-tangents.
 """
 
 import importlib
@@ -24,18 +29,23 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "algorithms",
+    "attacks",
     "config",
     "data",
     "dynamics",
+    "experiments",
     "features",
     "fixed_points",
+    "group_methods",
     "losses",
+    "metrics",
     "models",
     "ntk",
     "plotting",
     "precision",
+    "reporting",
     "runs",
-    "training",
+    "trainer",
 )
 
 __all__ = ["GsJaxError", "__version__", *_SUBMODULES]

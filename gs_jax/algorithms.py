@@ -1,16 +1,20 @@
-"""Explicit registry of training objectives for the environment benchmarks: method name → pure loss function.
+"""Explicit registry of training methods: name → :class:`Algorithm`, a record of pure functions with its own state.
 
-Every objective has the signature ``objective(hp, step, logits_en, y_en, params) -> (loss, aux)`` where
-``logits_en``/``y_en`` are the training environments' logits and {0,1} labels stacked as (E, n) (equal-size
-environments, so the mean over the concatenation equals the mean of the environment means), ``step`` is the
-(traced) optimisation step, ``hp`` a :class:`Hyper` record and ``aux`` a dict of scalars to log. All schedules follow
+An algorithm's ``loss(hp, state, step, logits_en, y_en, params) -> (loss, aux, state)`` sees the training
+environments' logits and {0,1} labels stacked as (E, n) (equal-size environments, so the mean over the concatenation
+equals the mean of the environment means), the (traced) optimisation step, a :class:`Hyper` record and its own
+state (``init_state(hp)``; ``{}`` for the stateless methods); ``aux`` is a dict of scalars to log. All schedules follow
 the authors' code exactly (SPEC §2.4), including the loss rescaling after the anneal step.
+
+ERM, SD, IRM and V-REx are stateless. Methods with state fit the same record: Group DRO keeps its group weights q in
+``state`` and updates them inside ``loss`` (exponentiated gradient); JTT and DFR are drivers that call the trainer
+twice (an identification run, then a re-weighted run or a last-layer refit) and live with their experiment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +43,25 @@ class Hyper(NamedTuple):
 Objective = Callable[[Hyper, jax.Array, jax.Array, jax.Array, object], tuple[jax.Array, dict]]
 
 
+class Algorithm(NamedTuple):
+    """A training method: ``loss(hp, state, step, logits_en, y_en, params) -> (loss, aux, state)`` and
+    ``init_state(hp) -> state`` (the per-restart state the trainer carries; ``{}`` when stateless)."""
+
+    name: str
+    loss: Callable
+    init_state: Callable[[Hyper], Any]
+
+
+def stateless(name: str, objective: Objective) -> Algorithm:
+    """An :class:`Algorithm` from an objective ``(hp, step, logits_en, y_en, params) -> (loss, aux)``."""
+
+    def loss(hp, state, step, logits_en, y_en, params):
+        value, aux = objective(hp, step, logits_en, y_en, params)
+        return value, aux, state
+
+    return Algorithm(name, loss, lambda hp: {})
+
+
 def erm(hp: Hyper, step, logits_en, y_en, params):
     """ERM: mean BCE over all training examples, plus l2·Σ‖p‖² when l2 > 0 (the oracle's IRM-code recipe)."""
     nll = losses.mean_nll(logits_en, y_en)
@@ -59,9 +82,11 @@ def sd(hp: Hyper, step, logits_en, y_en, params):
     nll = losses.mean_nll(logits_en, y_en)
     pen = losses.sd_penalty(logits_en)
     if hp.sd_form == "authors":
-        loss = jnp.where(step < hp.anneal_iters, nll + hp.sd_coef * pen, hp.sd_coef * (pen + nll))
+        loss = jnp.where(
+            step < hp.anneal_iters, losses.sd_regularised(nll, pen, hp.sd_coef), hp.sd_coef * (pen + nll)
+        )
     elif hp.sd_form == "plain":
-        loss = nll + jnp.where(step < hp.anneal_iters, hp.sd_coef, hp.sd_lambda) * pen
+        loss = losses.sd_regularised(nll, pen, jnp.where(step < hp.anneal_iters, hp.sd_coef, hp.sd_lambda))
     else:
         raise ValueError(f"unknown sd_form {hp.sd_form!r}; choose from authors, plain")
     return loss, {"nll": nll, "penalty": pen}
@@ -91,11 +116,15 @@ def vrex(hp: Hyper, step, logits_en, y_en, params):
     return loss, {"nll": jnp.mean(nll_e), "penalty": pen}
 
 
-ALGORITHMS: dict[str, Objective] = {"erm": erm, "sd": sd, "irm": irm, "vrex": vrex}
+ALGORITHMS: dict[str, Algorithm] = {
+    name: stateless(name, fn) for name, fn in (("erm", erm), ("sd", sd), ("irm", irm), ("vrex", vrex))
+}
+# Group DRO goes here as Algorithm("group_dro", loss updating q in state, init_state = uniform q) once the
+# worst-group benchmark lands; JTT and DFR are two-stage drivers, not records.
 
 
-def get(name: str) -> Objective:
-    """The objective registered under ``name``."""
+def get(name: str) -> Algorithm:
+    """The algorithm registered under ``name``."""
     if name not in ALGORITHMS:
         from gs_jax.errors import GsJaxError
 

@@ -9,9 +9,13 @@ A :class:`GsJaxError` anywhere becomes one line on stderr and exit status 2; fil
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import jax
 
 from gs_jax import runs
 from gs_jax.config import ConfigDict, parse_cli
@@ -34,24 +38,37 @@ def main(
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(
-            f"{experiment}: --config {default_config}[:variant] --config.KEY=VALUE --name NAME --runs-dir DIR"
+            f"{experiment}: --config {default_config}[:variant] --config.KEY=VALUE --name NAME --runs-dir DIR "
+            "--resume NAME (continue an interrupted run from its checkpoints, same config)"
         )
         return 0
     run_dir = None
+    if os.environ.get("GS_DISTRIBUTED"):
+        # a multi-host run: every process calls this first (coordinator, process count and id from the
+        # environment, as jax documents); the trainer then lays restarts over all hosts' devices
+        jax.distributed.initialize()
     try:
         invocation = parse_cli(argv, default_config)
-        run_dir = runs.create(
-            experiment_of(invocation.config) if experiment_of else experiment,
-            invocation.config,
-            name=invocation.run_name,
-            root=invocation.runs_root,
-        )
+        folder = experiment_of(invocation.config) if experiment_of else experiment
+        if invocation.resume:
+            run_dir = runs.reopen(folder, invocation.resume, root=invocation.runs_root)
+            saved = json.loads(run_dir.file("config.json").read_text())
+            if saved != runs.to_jsonable(invocation.config):
+                run_dir = None
+                raise GsJaxError(
+                    f"--resume {invocation.resume}: the config differs from the one the run was started with; "
+                    "pass the same --config and overrides as then"
+                )
+        else:
+            run_dir = runs.create(
+                folder, invocation.config, name=invocation.run_name, root=invocation.runs_root
+            )
         body(invocation.config, run_dir)
     except GsJaxError as err:
         # a refused run leaves no empty folder; a run that fails midway keeps what it wrote, and in both cases
         # ``latest`` still names the last completed run
         where = ""
-        if run_dir is not None and not run_dir.discard_if_empty():
+        if run_dir is not None and not run_dir.resumed and not run_dir.discard_if_empty():
             where = f" (partial output kept in {run_dir.path}; runs/.../latest unchanged)"
         print(f"{experiment}: error: {err}{where}", file=sys.stderr)
         return 2

@@ -156,16 +156,18 @@ class Invocation:
     config_spec: str
     run_name: str | None = None
     runs_root: str = "runs"
+    resume: str | None = None  # continue runs/<experiment>/<resume>/ from its checkpoints
 
 
 _USAGE = (
-    "usage: [--config configs/X.py[:variant]] [--config.KEY=VALUE ...] [--name RUN_NAME] [--runs-dir DIR]"
+    "usage: [--config configs/X.py[:variant]] [--config.KEY=VALUE ...] [--name RUN_NAME] [--runs-dir DIR] "
+    "[--resume RUN_NAME]"
 )
 
 
 def parse_cli(argv: Sequence[str], default_config: str) -> Invocation:
     """Parse ``--config``, ``--config.KEY=VALUE``, ``--name`` and ``--runs-dir`` (``=`` or a separate token)."""
-    spec, name, root, overrides = default_config, None, "runs", []
+    spec, name, root, overrides, resume = default_config, None, "runs", [], None
     args = list(argv)
     i = 0
     while i < len(args):
@@ -185,8 +187,10 @@ def parse_cli(argv: Sequence[str], default_config: str) -> Invocation:
             name = value
         elif flag == "--runs-dir":
             root = value
+        elif flag == "--resume":
+            resume = value
         else:
             raise GsJaxError(f"unknown flag '{flag}'; {_USAGE}")
         i += 1
     cfg = apply_overrides(load_config(spec), overrides)
-    return Invocation(config=cfg, config_spec=spec, run_name=name, runs_root=root)
+    return Invocation(config=cfg, config_spec=spec, run_name=name, runs_root=root, resume=resume)

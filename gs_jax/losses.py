@@ -28,6 +28,13 @@ def sd_penalty(logits: jax.Array) -> jax.Array:
     return jnp.mean(logits**2)
 
 
+def sd_regularised(nll: jax.Array, penalty: jax.Array, lam) -> jax.Array:
+    """Eq. 17 in the authors' mean form: ``nll + λ·penalty`` with ``penalty = sd_penalty(ŷ)`` (so λ here is the
+    paper's λ/2 up to the 2/n of a sum vs a mean). The one home of the SD objective: Colored MNIST's ``sd`` and the
+    two-moons trainer both call it."""
+    return nll + lam * penalty
+
+
 def sd_penalty_per_class(logits_n: jax.Array, y_n: jax.Array, lam_c, gamma_c) -> jax.Array:
     """Per-class SD (Section 4.3 variant): Σ_c λ_c/2 · mean_{i: y_i=c} (ŷ_i − γ_c)².
 

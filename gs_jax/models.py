@@ -1,6 +1,7 @@
 """Flax linen models (float32 by default).
 
-Sections: Colored MNIST MLP (Section 4.3 of the paper) and two-moons networks (Section 2, Appendix B).
+Sections: Colored MNIST MLP (Section 4.3 of the paper), two-moons networks (Section 2, Appendix B), and the CIFAR
+robustness networks (Section 4.2: the Fig. 2 LeNet-like net, VGG-16-BN, PreAct-ResNet).
 Initialisers follow the authors' PyTorch code where the experiment depends on it (see each class).
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from gs_jax.errors import check
 
 # ----------------------------------------------------------------------------------------------------------------
 # Colored MNIST (Section 4.3, Table 2; SPEC §2.2)
@@ -124,3 +127,179 @@ class MoonsMLP(nn.Module):
         for _ in range(self.n_hidden - 1):
             h = nn.relu(TorchDense(self.hidden)(h))
         return TorchDense(1)(h)[..., 0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CIFAR robustness (Section 4.2, Table 1, Fig. 2; SPEC §5.1): the authors' Fig. 2 LeNet and the Table 1 networks
+# (VGG-16-BN and PreAct-ResNet-110 of the CIFAR classification code they forked). Inputs are NHWC images.
+# BatchNorm models keep running statistics in the ``batch_stats`` collection: ``train=True`` normalises with batch
+# statistics and updates them (apply with ``mutable=["batch_stats"]``); ``train=False`` uses the running ones.
+# BatchNorm follows torch's defaults: momentum 0.1 (flax momentum 0.9), epsilon 1e-5.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+# Kaiming-normal, fan-out mode, ReLU gain: torch ``kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`` (an
+# untruncated normal with variance 2 / fan_out), the upstream code's default initialiser for convs and linears.
+_kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+
+def _check_images(x: jnp.ndarray, name: str) -> None:
+    check(
+        x.ndim == 4, f"{name} expects NHWC images of shape (n, height, width, channels), got shape {x.shape}"
+    )
+
+
+class LeNetFig2(nn.Module):
+    """The authors' Fig. 2 network (SPEC §5.1): ``conv 5×5 (C→12) → leaky ReLU → max-pool 2 → conv 5×5 (12→32)
+    → leaky ReLU → max-pool 2 → flatten → 240 → 192 → num_classes``, leaky ReLU (slope 0.01) between the dense
+    layers, no padding, torch default init (weights and biases U(±1/√fan_in)).
+
+    Input (n, H, W, C), e.g. CIFAR-2 (n, 32, 32, 3): 32 → 28 → 14 → 10 → 5, so the flattened features are
+    5·5·32 = 800 as in the paper's "800 → 240"; the flatten size is computed from the input, so (n, 28, 28, 1)
+    Fashion-MNIST gives 4·4·32 = 512. Needs H, W ≥ 14. Returns logits (n, num_classes).
+    """
+
+    num_classes: int = 2
+    negative_slope: float = 0.01
+
+    @nn.compact
+    def __call__(self, x_nhwc: jnp.ndarray) -> jnp.ndarray:
+        _check_images(x_nhwc, "LeNetFig2")
+        check(
+            min(x_nhwc.shape[1:3]) >= 14,
+            f"LeNetFig2 needs images of at least 14×14 pixels, got {x_nhwc.shape[1]}×{x_nhwc.shape[2]}",
+        )
+
+        def act(h):
+            return nn.leaky_relu(h, negative_slope=self.negative_slope)
+
+        h = x_nhwc
+        for features in (12, 32):
+            fan_in = h.shape[-1] * 5 * 5
+            init = _torch_uniform(fan_in)
+            h = nn.Conv(features, (5, 5), padding="VALID", kernel_init=init, bias_init=init)(h)
+            h = nn.max_pool(act(h), (2, 2), strides=(2, 2))
+        h = h.reshape(h.shape[0], -1)
+        for width in (240, 192):
+            h = act(TorchDense(width)(h))
+        return TorchDense(self.num_classes)(h)
+
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG(nn.Module):
+    """VGG-16-BN for 32×32 images, as in the Table 1 code (SPEC §5.1; the upstream ``vgg`` with channels
+    64, 128, 256, 512, 512 and 2, 2, 3, 3, 3 layers): each number in ``cfg`` is a 3×3 conv (padding 1, with bias)
+    → BatchNorm → ReLU, each "M" a 2×2 max-pool; then flatten and one linear layer to ``num_classes``.
+
+    Init: Kaiming-normal fan-out for conv and linear weights, conv biases torch's default U(±1/√fan_in), linear
+    bias 0, BatchNorm scale 1 and shift 0. ``width`` multiplies every channel count (1.0 = the paper's network;
+    small values for tests). For 32×32 inputs the five pools leave 1×1×512·width features. Returns logits
+    (n, num_classes).
+    """
+
+    num_classes: int = 10
+    cfg: tuple = VGG16_CFG
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, x_nhwc: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        _check_images(x_nhwc, "VGG")
+        check(self.width > 0, f"VGG width must be > 0, got {self.width}")
+        n_pool = sum(v == "M" for v in self.cfg)
+        check(
+            min(x_nhwc.shape[1:3]) >= 2**n_pool,
+            f"VGG with {n_pool} max-pools needs images of at least {2**n_pool} pixels, got {x_nhwc.shape[1:3]}",
+        )
+        h = x_nhwc
+        for v in self.cfg:
+            if v == "M":
+                h = nn.max_pool(h, (2, 2), strides=(2, 2))
+                continue
+            fan_in = h.shape[-1] * 3 * 3
+            conv = nn.Conv(
+                max(1, round(v * self.width)),
+                (3, 3),
+                padding=((1, 1), (1, 1)),
+                kernel_init=_kaiming_fan_out,
+                bias_init=_torch_uniform(fan_in),
+            )
+            h = nn.relu(_batch_norm(train)(conv(h)))
+        h = h.reshape(h.shape[0], -1)
+        return nn.Dense(self.num_classes, kernel_init=_kaiming_fan_out, bias_init=nn.initializers.zeros)(h)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block (He et al., 2016b), as the upstream ``resnet_preact.BasicBlock``::
+
+        y = conv3×3(relu(bn2(conv3×3_stride(relu(bn1(x))))))  +  shortcut
+
+    ``preact=True`` (first block of a stage) also feeds relu(bn1(x)) to the shortcut; otherwise the shortcut sees
+    the raw x. The shortcut is the identity, or a 1×1 conv with the block's stride where the shape changes. Convs
+    have no bias.
+    """
+
+    features: int
+    stride: int = 1
+    preact: bool = False
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        def conv(k, stride):
+            pad = (k - 1) // 2
+            return nn.Conv(
+                self.features,
+                (k, k),
+                strides=(stride, stride),
+                padding=((pad, pad), (pad, pad)),
+                use_bias=False,
+                kernel_init=_kaiming_fan_out,
+            )
+
+        pre = nn.relu(_batch_norm(train)(x))
+        if self.preact:
+            x = pre
+        y = conv(3, self.stride)(pre)
+        y = conv(3, 1)(nn.relu(_batch_norm(train)(y)))
+        if x.shape[-1] != self.features or self.stride != 1:
+            x = conv(1, self.stride)(x)
+        return y + x
+
+
+class PreActResNet(nn.Module):
+    """Pre-activation ResNet for CIFAR with basic blocks (SPEC §5.1: PreAct-ResNet-110 for CIFAR-100 in Table 1).
+
+    ``depth = 6n + 2``: a 3×3 conv (3 → base_channels), three stages of n :class:`PreActBlock` with
+    base_channels × (1, 2, 4) channels (the first block of stages 2 and 3 has stride 2; the first block of every
+    stage takes its shortcut after the pre-activation), then BatchNorm → ReLU → global average pool → linear.
+    depth 110 (n = 18) and base_channels 16 is the paper's network; depth 8 (n = 1) is the smallest. Init as
+    :class:`VGG` (Kaiming fan-out, linear bias 0). Input (n, 32, 32, 3); returns logits (n, num_classes).
+    """
+
+    depth: int = 110
+    num_classes: int = 10
+    base_channels: int = 16
+
+    @nn.compact
+    def __call__(self, x_nhwc: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        _check_images(x_nhwc, "PreActResNet")
+        check(
+            self.depth >= 8 and (self.depth - 2) % 6 == 0,
+            f"PreActResNet depth must be 6n + 2 with n ≥ 1 (8, 14, 20, …, 110), got {self.depth}",
+        )
+        n_blocks = (self.depth - 2) // 6
+        h = nn.Conv(
+            self.base_channels, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=_kaiming_fan_out
+        )(x_nhwc)
+        for multiplier, stride in ((1, 1), (2, 2), (4, 2)):
+            for i in range(n_blocks):
+                block = PreActBlock(self.base_channels * multiplier, stride if i == 0 else 1, preact=i == 0)
+                h = block(h, train)
+        h = nn.relu(_batch_norm(train)(h))
+        h = jnp.mean(h, axis=(1, 2))
+        return nn.Dense(self.num_classes, kernel_init=_kaiming_fan_out, bias_init=nn.initializers.zeros)(h)

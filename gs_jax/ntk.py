@@ -458,22 +458,46 @@ def empirical_ntk(
     return _blocked(kernel, params, x1, x2, n1, n2, k, int(batch_size), progress or _no_progress)
 
 
-def _blocked(kernel, params, x1, x2, n1, n2, k, b, progress: Progress) -> jnp.ndarray:
-    """Assemble K block by block on the host (float of the params' precision)."""
+def _blocked(kernel, params, x1, x2, n1, n2, k, b, progress: Progress, devices=None) -> jnp.ndarray:
+    """Assemble K block by block on the host (float of the params' precision).
+
+    The blocks are spread round-robin over ``devices`` (default: every visible device): one wave dispatches a block
+    to each device (jax runs them concurrently), then copies the wave back into the host array.
+    """
     symmetric = x2 is None
     xb = x1 if symmetric else x2
+    devices = list(devices or jax.devices())
     starts1, starts2 = range(0, n1, b), range(0, n2, b)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     out = np.empty((n1 * k, n2 * k), dtype=dtype)
     blocks = [(i, j) for i in starts1 for j in starts2 if not symmetric or j >= i]
     padded1 = {i: _pad_rows(_slice_rows(x1, i, min(i + b, n1)), b) for i in starts1}
     padded2 = padded1 if symmetric else {j: _pad_rows(_slice_rows(xb, j, min(j + b, n2)), b) for j in starts2}
-    for i, j in progress(blocks, total=len(blocks), desc="NTK blocks"):
+    params_on = [jax.device_put(params, d) for d in devices] if len(devices) > 1 else [params]
+
+    def store(i, j, blk):
         bi, bj = min(b, n1 - i), min(b, n2 - j)
-        blk = np.asarray(kernel(params, padded1[i], padded2[j]))[: bi * k, : bj * k]
+        blk = np.asarray(blk)[: bi * k, : bj * k]
         out[i * k : (i + bi) * k, j * k : (j + bj) * k] = blk
         if symmetric and j > i:
             out[j * k : (j + bj) * k, i * k : (i + bi) * k] = blk.T
+
+    wave = []
+    for n_done, (i, j) in enumerate(progress(blocks, total=len(blocks), desc="NTK blocks")):
+        slot = n_done % len(params_on)
+        if len(params_on) > 1:
+            d = devices[slot]
+            wave.append(
+                (i, j, kernel(params_on[slot], jax.device_put(padded1[i], d), jax.device_put(padded2[j], d)))
+            )
+        else:
+            wave.append((i, j, kernel(params, padded1[i], padded2[j])))
+        if len(wave) == len(params_on):
+            for w in wave:
+                store(*w)
+            wave = []
+    for w in wave:
+        store(*w)
     return jnp.asarray(out)
 
 

@@ -58,6 +58,7 @@ class RunDir:
 
     path: Path
     experiment: str
+    resumed: bool = False  # opened by `--resume NAME`: trainers continue from the checkpoints under it
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -110,10 +111,15 @@ class RunDir:
         return target
 
     def save_figure(self, fig: Any, stem: str, dpi: int = 150) -> list[Path]:
-        """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.pdf``."""
+        """Save a matplotlib figure as ``<stem>.png`` and ``<stem>.pdf``, then close it (frees its memory)."""
+        import matplotlib.pyplot as plt  # the figure's own backend is already loaded; this only closes it
+
         paths = [self.file(f"{stem}.png"), self.file(f"{stem}.pdf")]
-        fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
-        fig.savefig(paths[1], bbox_inches="tight")
+        try:
+            fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
+            fig.savefig(paths[1], bbox_inches="tight")
+        finally:
+            plt.close(fig)
         return paths
 
 
@@ -151,6 +157,21 @@ def create(
     if not quiet:
         print(f"[gs-jax] {experiment}: writing to {path}", file=sys.stderr)
     return run
+
+
+def reopen(experiment: str, name: str, *, root: str | Path = "runs", quiet: bool = False) -> RunDir:
+    """Open the existing run ``<root>/<experiment>/<name>/`` to continue it (``--resume NAME``)."""
+    from gs_jax.errors import GsJaxError
+
+    path = Path(root) / experiment / name
+    if not (path / "config.json").is_file():
+        have = sorted(p.name for p in (Path(root) / experiment).glob("*") if (p / "config.json").is_file())
+        raise GsJaxError(
+            f"cannot resume '{path}': no such run (runs with a config.json: {', '.join(have[-5:]) or 'none'})"
+        )
+    if not quiet:
+        print(f"[gs-jax] {experiment}: resuming {path}", file=sys.stderr)
+    return RunDir(path=path, experiment=experiment, resumed=True)
 
 
 def _point_latest(base: Path, target: str) -> None:

@@ -29,8 +29,9 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gs_jax import algorithms, training
+from gs_jax import algorithms
 from gs_jax.data import colored_mnist, mnist
+from gs_jax.experiments import cmnist as cmnist_exp
 from gs_jax.plotting import cmnist as cmnist_plots
 
 SMALL = bool(os.environ.get("GS_SMALL"))
@@ -79,7 +80,7 @@ hps = {
     "sd": algorithms.Hyper("sd", hidden=HIDDEN, lr=1e-4, steps=STEPS, anneal_iters=ANNEAL, sd_coef=2e-5),
 }
 results = {
-    name: training.train_restarts(hp, data, seeds, eval_every=25, name=name) for name, hp in hps.items()
+    name: cmnist_exp.train_restarts(hp, data, seeds, eval_every=25, name=name) for name, hp in hps.items()
 }
 for name, res in results.items():
     print(

@@ -34,6 +34,7 @@ import numpy as np
 
 from gs_jax import dynamics, precision
 from gs_jax import fixed_points as fp
+from gs_jax.experiments import theorem2
 from gs_jax.plotting import theory as plots
 
 precision.enable_x64()
@@ -123,7 +124,9 @@ except ImportError:
 # ## A small version of `make theorem2`
 
 # %%
-rows = fp.theorem2_sweep(("eq10", "eq9", "sd"), (0.0, 0.1, 0.5), np.linspace(2.0, 60.0, CURVE), 2.0, 1.0)
-print(fp.format_verdicts(fp.theorem2_verdicts(rows)))
+rows = theorem2.theorem2_sweep(
+    ("eq10", "eq9", "sd"), (0.0, 0.1, 0.5), np.linspace(2.0, 60.0, CURVE), 2.0, 1.0
+)
+print(theorem2.format_verdicts(theorem2.theorem2_verdicts(rows)))
 fig = plots.starvation_figure(rows)
 plt.show()

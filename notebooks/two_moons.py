@@ -31,9 +31,9 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gs_jax import training
 from gs_jax.config import load_config
 from gs_jax.data import moons as moons_data
+from gs_jax.experiments import moons as moons_exp
 from gs_jax.plotting import moons as moons_plots
 
 SMALL = bool(os.environ.get("GS_SMALL"))
@@ -50,11 +50,13 @@ axis, grid = moons_data.eval_grid(40 if SMALL else 100, 2.0)
 def experiment(delta: float, sd_coef: float, weight_decay: float = 2e-4):
     """Train the Fig. 1 net on Δ = ``delta`` with SD coefficient ``sd_coef``; return heatmap, data, z, numbers."""
     cfg.cases.sep.delta, cfg.cases.sep.sd_coef, cfg.cases.sep.weight_decay = delta, sd_coef, weight_decay
-    arch, x, y, res, _ = training.train_moons_case(cfg, "sep", seeds=SEEDS, hidden=HIDDEN, max_steps=STEPS)
-    q = training.moons_quantities(arch, res, x, y, margin_n=cfg.margin_grid_n, margin_lim=2.5)
-    f = training.moons_eval_fn(arch)(res.state, res.params0, np.broadcast_to(grid, (len(SEEDS), *grid.shape)))
+    arch, x, y, res, _ = moons_exp.train_moons_case(cfg, "sep", seeds=SEEDS, hidden=HIDDEN, max_steps=STEPS)
+    q = moons_exp.moons_quantities(arch, res, x, y, margin_n=cfg.margin_grid_n, margin_lim=2.5)
+    f = moons_exp.moons_eval_fn(arch)(
+        res.state, res.params0, np.broadcast_to(grid, (len(SEEDS), *grid.shape))
+    )
     heat = np.asarray(f).mean(axis=0).reshape(len(axis), len(axis))
-    z = training.moons_responses(training.moons_init_features(arch, res.params0, x, y), y, res.logits_stn)
+    z = moons_exp.moons_responses(moons_exp.moons_init_features(arch, res.params0, x, y), y, res.logits_stn)
     return heat, (x[0], y[0]), {"steps": res.record_steps, **z}, q
 
 

@@ -27,7 +27,12 @@ def nll(z, y):
 
 
 def call(hp, step, z, y, params):
-    loss, aux = algorithms.get(hp.algorithm)(hp, jnp.asarray(step), jnp.asarray(z), jnp.asarray(y), params)
+    algorithm = algorithms.get(hp.algorithm)
+    state = algorithm.init_state(hp)
+    loss, aux, new_state = algorithm.loss(
+        hp, state, jnp.asarray(step), jnp.asarray(z), jnp.asarray(y), params
+    )
+    assert new_state == state  # the four environment methods carry no state
     return float(loss), aux
 
 

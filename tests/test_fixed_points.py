@@ -10,6 +10,7 @@ import scipy.stats
 from gs_jax import dynamics
 from gs_jax import fixed_points as fp
 from gs_jax.errors import GsJaxError
+from gs_jax.experiments import theorem2
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -109,7 +110,7 @@ def test_fixed_point_zeroes_the_vector_field(equation):
 
 def test_implicit_derivatives_match_fd_on_default_sweep():
     s1 = np.linspace(2.0, 60.0, 200)  # the default sweep of configs/theorem2.py
-    rows = fp.theorem2_sweep(("eq10", "eq9"), (0.0, 0.1, 0.25, 0.5), s1, 2.0, 1.0)
+    rows = theorem2.theorem2_sweep(("eq10", "eq9"), (0.0, 0.1, 0.25, 0.5), s1, 2.0, 1.0)
     coupled = [r for r in rows if r["s1_sq"] > 2.0 and r["delta"] > 0]
     dz = np.array([r["dz2_ds1sq"] for r in coupled])
     fd = np.array([r["dz2_ds1sq_fd"] for r in coupled])
@@ -135,7 +136,7 @@ def test_reverse_mode_through_the_root():
 
 def test_sd_derivatives_vanish():
     s1 = np.linspace(2.0, 60.0, 25)
-    rows = fp.theorem2_sweep(("sd",), (0.0, 0.1, 0.25, 0.5, 0.9), s1, 2.0, 1.0)
+    rows = theorem2.theorem2_sweep(("sd",), (0.0, 0.1, 0.25, 0.5, 0.9), s1, 2.0, 1.0)
     assert max(abs(r["dz2_ds1sq"]) for r in rows) <= 1e-12
     # independent check: the finite difference sees no dependence on s₁² either
     assert max(abs(r["dz2_ds1sq_fd"]) for r in rows) <= 1e-12

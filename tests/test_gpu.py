@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gs_jax import algorithms, models, ntk, training
+from gs_jax import algorithms, models, ntk
 from gs_jax.data import colored_mnist, mnist
+from gs_jax.experiments import cmnist as cmnist_exp
 
 pytestmark = pytest.mark.gpu
 
@@ -46,7 +47,7 @@ def test_cmnist_restarts_gpu_equal_cpu():
     hp = algorithms.Hyper("erm", hidden=32, lr=1e-3, steps=21)
 
     def run(d):
-        return training.train_restarts(hp, d, seeds, eval_every=10).final
+        return cmnist_exp.train_restarts(hp, d, seeds, eval_every=10).final
 
     gpu = _on(jax.devices("gpu")[0], run, data)
     cpu = _on(jax.devices("cpu")[0], run, data)

@@ -1,4 +1,4 @@
-"""Two-moons model, trainer, quantities and entry point (gs_jax.models MoonsMLP, gs_jax.training two-moons)."""
+"""Two-moons model, trainer, quantities and entry point (gs_jax.models MoonsMLP, gs_jax.experiments.moons)."""
 
 import json
 
@@ -9,10 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from gs_jax import losses, models, precision, training
+from gs_jax import losses, metrics, models, precision, trainer
 from gs_jax.config import load_config
 from gs_jax.data import moons as moons_data
 from gs_jax.errors import GsJaxError
+from gs_jax.experiments import moons as moons_exp
 
 # ---------------------------------------------------------------------------------------------------------------
 # model: PyTorch nn.Linear init, batchnorm, dropout
@@ -104,7 +105,7 @@ def test_sgd_momentum_weight_decay_matches_torch_recursion(x64):
         return 3.0 * (p - target) + jnp.sin(p)
 
     p0 = jnp.array([0.3, 0.2, -0.1])
-    opt = training.moons_optimizer("sgd", 1e-2, 2e-4)
+    opt = moons_exp.moons_optimizer("sgd", 1e-2, 2e-4)
     p, state = p0, opt.init(p0)
     for _ in range(25):
         u, state = opt.update(grad(p), state, p)
@@ -117,7 +118,7 @@ def test_adam_matches_torch_recursion(x64):
         return jnp.cos(3 * p) + p
 
     p0 = jnp.array([0.3, -1.2])
-    opt = training.moons_optimizer("adam", 3e-3, 0.0)
+    opt = moons_exp.moons_optimizer("adam", 3e-3, 0.0)
     p, state = p0, opt.init(p0)
     m = v = jnp.zeros_like(p0)
     q = p0
@@ -129,7 +130,7 @@ def test_adam_matches_torch_recursion(x64):
         q = q - 3e-3 * (m / (1 - 0.9**t)) / (jnp.sqrt(v / (1 - 0.999**t)) + 1e-8)
     np.testing.assert_allclose(p, q, rtol=1e-12)
     with pytest.raises(GsJaxError):
-        training.moons_optimizer("rmsprop", 1e-3, 0.0)
+        moons_exp.moons_optimizer("rmsprop", 1e-3, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -187,13 +188,13 @@ def test_sd_loss_gradient_closed_form_and_finite_differences(x64):
 
 
 def test_vmapped_seed_equals_the_same_seed_alone():
-    arch = training.MoonsArch(hidden=32)
-    hyper = training.MoonsHyper(1e-2, 2e-4, 0.003)
+    arch = moons_exp.MoonsArch(hidden=32)
+    hyper = moons_exp.MoonsHyper(1e-2, 2e-4, 0.003)
     seeds = [0, 1, 2]
     x, y = moons_data.stack_seeds(seeds, 0.1)
-    keys = training.moons_keys(0, "sep", seeds)
-    all_ = training.train_moons(arch, hyper, x, y, keys, 40, record_every=10, chunk_steps=20)
-    one = training.train_moons(arch, hyper, x[1:2], y[1:2], keys[1:2], 40, record_every=10, chunk_steps=20)
+    keys = moons_exp.moons_keys(0, "sep", seeds)
+    all_ = moons_exp.train_moons(arch, hyper, x, y, keys, 40, record_every=10, chunk_steps=20)
+    one = moons_exp.train_moons(arch, hyper, x[1:2], y[1:2], keys[1:2], 40, record_every=10, chunk_steps=20)
     for a, b in zip(
         jax.tree_util.tree_leaves(all_.state.params), jax.tree_util.tree_leaves(one.state.params), strict=True
     ):
@@ -201,19 +202,21 @@ def test_vmapped_seed_equals_the_same_seed_alone():
     np.testing.assert_allclose(all_.logits_stn[1], one.logits_stn[0], rtol=1e-5, atol=1e-5)
     assert all_.logits_stn.shape == (3, 4, 300) and list(all_.record_steps) == [0, 10, 20, 30]
     # the first record is the forward pass at init, before any update
-    _, _, apply_eval, _ = training.make_moons_trainer(arch)
+    apply_eval, _ = moons_exp.apply_functions(arch)
     p0 = jax.tree_util.tree_map(lambda a: a[0], all_.params0)
-    np.testing.assert_allclose(all_.logits_stn[0, 0], apply_eval(p0, {}, p0, x[0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(all_.logits_stn[0, 0], apply_eval(p0, {}, x[0]), rtol=1e-5, atol=1e-6)
     # loss decreases
     assert np.all(all_.loss_st[:, -1] < all_.loss_st[:, 0])
 
 
 def test_trainer_matches_a_hand_written_loop():
     """Plain SGD-m + weight decay + SD in an explicit Python loop over steps (no scan, no vmap)."""
-    arch = training.MoonsArch(hidden=32)
+    arch = moons_exp.MoonsArch(hidden=32)
     x, y = moons_data.stack_seeds([4], -0.1)
-    keys = training.moons_keys(0, "nonsep", [4])
-    res = training.train_moons(arch, training.MoonsHyper(1e-2, 2e-4, 0.003), x, y, keys, 20, record_every=20)
+    keys = moons_exp.moons_keys(0, "nonsep", [4])
+    res = moons_exp.train_moons(
+        arch, moons_exp.MoonsHyper(1e-2, 2e-4, 0.003), x, y, keys, 20, record_every=20
+    )
     model = models.MoonsMLP(hidden=32)
     p = model.init(keys[0], jnp.asarray(x[0, :1]))["params"]
     opt = optax.chain(optax.add_decayed_weights(2e-4), optax.sgd(1e-2, momentum=0.9))
@@ -231,19 +234,20 @@ def test_trainer_matches_a_hand_written_loop():
 
 
 def test_chunk_program_is_reused_across_cases_and_chunks():
-    arch = training.MoonsArch(hidden=16)
+    arch = moons_exp.MoonsArch(hidden=16)
     x, y = moons_data.stack_seeds([0], 0.1)
-    keys = training.moons_keys(0, "a", [0])
-    training.train_moons(
-        arch, training.MoonsHyper(1e-2, 0.0, 0.0), x, y, keys, 20, record_every=10, chunk_steps=10
+    keys = moons_exp.moons_keys(0, "a", [0])
+    moons_exp.train_moons(
+        arch, moons_exp.MoonsHyper(1e-2, 0.0, 0.0), x, y, keys, 20, record_every=10, chunk_steps=10
     )
-    _, run_v = training._moons_jitted(arch, 1, 10)
-    n = run_v._cache_size()
-    # other hyper-parameters and twice as many chunks: no new compilation
-    training.train_moons(
-        arch, training.MoonsHyper(3e-2, 1e-2, 0.5), x, y, keys, 40, record_every=10, chunk_steps=10
+    task = moons_exp.make_task(arch)
+    n = trainer.compiled_chunks(task)
+    assert n == 1
+    # other hyper-parameters (held in optimiser/algorithm state) and twice as many chunks: no new compilation
+    moons_exp.train_moons(
+        arch, moons_exp.MoonsHyper(3e-2, 1e-2, 0.5), x, y, keys, 40, record_every=10, chunk_steps=10
     )
-    assert run_v._cache_size() == n
+    assert moons_exp.make_task(arch) is task and trainer.compiled_chunks(task) == n
 
 
 @pytest.mark.parametrize(
@@ -251,12 +255,12 @@ def test_chunk_program_is_reused_across_cases_and_chunks():
 )
 def test_every_architecture_trains(name):
     cfg = load_config("configs/moons.py:small")
-    arch, x, y, res, steps = training.train_moons_case(cfg, name, seeds=[0], hidden=16, max_steps=20)
+    arch, x, y, res, steps = moons_exp.train_moons_case(cfg, name, seeds=[0], hidden=16, max_steps=20)
     assert steps == 20 and np.all(np.isfinite(res.loss_st))
-    q = training.moons_quantities(arch, res, x, y, margin_n=41, margin_lim=2.5)
+    q = moons_exp.moons_quantities(arch, res, x, y, margin_n=41, margin_lim=2.5)
     assert set(q) >= {"margin", "vertical_dependence", "train_acc", "acc_x2_mean"}
     if name == "sep_batchnorm":
-        stats = res.state.batch_stats["TorchBatchNorm_0"]
+        stats = res.state.model_state["batch_stats"]["TorchBatchNorm_0"]
         assert not np.allclose(stats["var"], 1.0)  # running statistics were updated
 
 
@@ -272,11 +276,11 @@ def test_margin_of_a_known_boundary():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1.5, 1.5, size=(50, 2))
     w, c = np.array([0.8, -0.3]), 0.2
-    pts = training.boundary_points(w[0] * a + w[1] * b + c, axis)
-    d = training.signed_boundary_distances(pts, x, np.ones(50, bool))
+    pts = metrics.boundary_points(w[0] * a + w[1] * b + c, axis)
+    d = metrics.signed_boundary_distances(pts, x, np.ones(50, bool))
     np.testing.assert_allclose(d, np.abs(x @ w + c) / np.linalg.norm(w), atol=5e-3)
-    pts = training.boundary_points(np.hypot(a, b) - 1.0, axis)
-    d = training.signed_boundary_distances(pts, x, np.arange(50) % 2 == 0)
+    pts = metrics.boundary_points(np.hypot(a, b) - 1.0, axis)
+    d = metrics.signed_boundary_distances(pts, x, np.arange(50) % 2 == 0)
     ref = np.abs(np.hypot(x[:, 0], x[:, 1]) - 1.0)
     np.testing.assert_allclose(np.abs(d), ref, atol=5e-3)
     assert np.all(d[1::2] <= 0) and np.all(d[::2] >= 0)  # misclassified points count negative
@@ -284,11 +288,11 @@ def test_margin_of_a_known_boundary():
 
 def test_reliance_and_margin_on_a_trained_case_match_brute_force():
     cfg = load_config("configs/moons.py:small")
-    arch, x, y, res, _ = training.train_moons_case(cfg, "sep", seeds=[0, 1], hidden=32, max_steps=30)
-    q = training.moons_quantities(arch, res, x, y, margin_n=201, margin_lim=2.5)
-    _, _, apply_eval, _ = training.make_moons_trainer(arch)
+    arch, x, y, res, _ = moons_exp.train_moons_case(cfg, "sep", seeds=[0, 1], hidden=32, max_steps=30)
+    q = moons_exp.moons_quantities(arch, res, x, y, margin_n=201, margin_lim=2.5)
+    apply_eval, _ = moons_exp.apply_functions(arch)
     p = jax.tree_util.tree_map(lambda a: jnp.asarray(a[1]), res.state.params)
-    f = lambda xx: np.asarray(apply_eval(p, {}, p, jnp.asarray(xx, jnp.float32)), np.float64)  # noqa: E731
+    f = lambda xx: np.asarray(apply_eval(p, {}, jnp.asarray(xx, jnp.float32)), np.float64)  # noqa: E731
     eps = 1e-2  # piecewise-linear net: central differences are exact away from ReLU kinks (float32 logits)
     dx2 = (f(x[1] + [0, eps]) - f(x[1] - [0, eps])) / (2 * eps)
     np.testing.assert_allclose(q["vertical_dependence"][1], np.abs(dx2).mean(), rtol=2e-2)
@@ -314,10 +318,10 @@ def test_reliance_and_margin_on_a_trained_case_match_brute_force():
 def test_z_responses_equal_the_authors_gram_eigenvectors():
     """SPEC §1.4: |U_Kᵀ ŷ| with U_K the eigenvectors of K = JJᵀ (independent jacrev + eigh) equals |UᵀYŷ| (Eq. 4)."""
     cfg = load_config("configs/moons.py:small")
-    arch, x, y, res, _ = training.train_moons_case(cfg, "sep", seeds=[0], hidden=24, max_steps=20)
-    feats = training.moons_init_features(arch, res.params0, x, y)
-    z = training.moons_responses(feats, y, res.logits_stn, indices=(1, 6), top_aligned=2)
-    _, _, _, apply_fn = training.make_moons_trainer(arch)
+    arch, x, y, res, _ = moons_exp.train_moons_case(cfg, "sep", seeds=[0], hidden=24, max_steps=20)
+    feats = moons_exp.moons_init_features(arch, res.params0, x, y)
+    z = moons_exp.moons_responses(feats, y, res.logits_stn, indices=(1, 6), top_aligned=2)
+    _, apply_fn = moons_exp.apply_functions(arch)
     with precision.x64(True):
         p0 = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0], jnp.float64), res.params0)
         flat, unravel = jax.flatten_util.ravel_pytree(p0)
@@ -340,7 +344,7 @@ def test_z_responses_equal_the_authors_gram_eigenvectors():
 def test_config_variants_load(variant):
     cfg = load_config("configs/moons.py" + (f":{variant}" if variant else ""))
     for name in cfg.run:
-        arch, hyper = training.moons_case(cfg.cases[name])
+        arch, hyper = moons_exp.moons_case(cfg.cases[name])
         assert arch.optimizer in ("sgd", "adam") and hyper.lr > 0
 
 

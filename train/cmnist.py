@@ -3,7 +3,7 @@
 import sys
 
 from gs_jax import cli
-from gs_jax.training import run_cmnist
+from gs_jax.experiments.cmnist import run_cmnist
 
 
 def main(argv=None):

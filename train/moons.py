@@ -1,9 +1,11 @@
 """Two-moons Fig. 1 (a-d), the Appendix B grid and their margins (``make moons``); see configs/moons.py."""
 
+import functools
 import sys
 
 from gs_jax import cli
-from gs_jax.training import run_moons
+from gs_jax.experiments.moons import run_moons
+from gs_jax.experiments.moons_linear import run_moons_linear
 
 
 def experiment_of(cfg) -> str:
@@ -14,7 +16,7 @@ def experiment_of(cfg) -> str:
 
 def main(argv=None):
     return cli.main(
-        run_moons,
+        functools.partial(run_moons, linear_study=run_moons_linear),
         experiment="moons",
         default_config="configs/moons.py",
         argv=argv,

@@ -1,4 +1,4 @@
-"""The vmapped Colored MNIST trainer: restarts vmapped == one by one, determinism, Adam, divergence handling."""
+"""Colored MNIST on the trainer core: restarts vmapped == one by one, determinism, Adam, divergence handling."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from gs_jax import algorithms, models, training
+from gs_jax import algorithms, models, trainer
 from gs_jax.data import colored_mnist as cm
 from gs_jax.data.mnist import Pool
+from gs_jax.experiments import cmnist as cmnist_exp
 
 SEEDS = [1234, 1235, 1236]
 
@@ -42,9 +43,9 @@ def select(data, r):
     ids=["sd", "irm"],
 )
 def test_vmapped_restarts_equal_one_by_one(data, hp):
-    together = training.train_restarts(hp, data, SEEDS, eval_every=4)
+    together = cmnist_exp.train_restarts(hp, data, SEEDS, eval_every=4)
     for r, seed in enumerate(SEEDS):
-        alone = training.train_restarts(hp, select(data, r), [seed], eval_every=4)
+        alone = cmnist_exp.train_restarts(hp, select(data, r), [seed], eval_every=4)
         for a, b in zip(together.history, alone.history, strict=True):
             assert a["step"] == b["step"]
             np.testing.assert_allclose(a["loss"][r], b["loss"][0], rtol=2e-5, atol=1e-7)
@@ -62,11 +63,11 @@ def test_vmapped_restarts_equal_one_by_one(data, hp):
 
 def test_bit_identical_for_same_seed(data):
     hp = algorithms.Hyper("erm", hidden=8, lr=1e-2, steps=7)
-    a = training.train_restarts(hp, data, SEEDS, eval_every=3)
-    b = training.train_restarts(hp, data, SEEDS, eval_every=3)
+    a = cmnist_exp.train_restarts(hp, data, SEEDS, eval_every=3)
+    b = cmnist_exp.train_restarts(hp, data, SEEDS, eval_every=3)
     jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
     # the evaluation spacing does not change training
-    c = training.train_restarts(hp, data, SEEDS, eval_every=100)
+    c = cmnist_exp.train_restarts(hp, data, SEEDS, eval_every=100)
     jax.tree_util.tree_map(
         lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a.params, c.params
     )
@@ -75,7 +76,7 @@ def test_bit_identical_for_same_seed(data):
 def test_matches_hand_written_adam_loop(data):
     """The scan/vmap machinery against a plain Python loop of optax Adam on restart 0 (ERM)."""
     hp = algorithms.Hyper("erm", hidden=8, lr=1e-2, steps=5)
-    result = training.train_restarts(hp, select(data, 0), [SEEDS[0]], eval_every=100)
+    result = cmnist_exp.train_restarts(hp, select(data, 0), [SEEDS[0]], eval_every=100)
     model = models.CmnistMLP(hidden=8)
     x = jnp.asarray(data["train_x"][0]).reshape(-1, 392)
     y = jnp.asarray(data["train_y"][0]).reshape(-1)
@@ -115,16 +116,16 @@ def test_non_finite_loss_freezes_that_restart(data, capsys):
     bad = {k: v.copy() for k, v in data.items()}
     bad["train_x"][1, 0, 0, 0] = np.nan
     hp = algorithms.Hyper("erm", hidden=8, lr=1e-2, steps=6)
-    result = training.train_restarts(hp, bad, SEEDS, eval_every=2, name="erm")
+    result = cmnist_exp.train_restarts(hp, bad, SEEDS, eval_every=2, name="erm")
     assert list(result.failed_at) == [-1, 0, -1]
     err = capsys.readouterr().err
     assert "erm: restart 1 (seed 1235) stopped: non-finite loss at step 0" in err
-    summary = training.summarize_method(result, hp, SEEDS)
+    summary = cmnist_exp.summarize_method(result, hp, SEEDS)
     assert summary["restarts_ok"] == 2 and summary["failed_restarts"] == {1: 0}
     assert np.isfinite(summary["test_acc_mean"])
 
 
 def test_eval_steps():
-    assert training.eval_steps(1001, 50)[-2:] == [950, 1000]
-    assert training.eval_steps(101, 50) == [0, 50, 100]
-    assert training.eval_steps(12, 5) == [0, 5, 10, 11]
+    assert trainer.eval_steps(1001, 50)[-2:] == [950, 1000]
+    assert trainer.eval_steps(101, 50) == [0, 50, 100]
+    assert trainer.eval_steps(12, 5) == [0, 5, 10, 11]
