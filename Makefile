@@ -9,14 +9,14 @@ UV_VERSION := 0.5.11
 LATEST := .venv-latest
 # the core's tests, run by `make test-latest` on the newest jax without neural-tangents
 LATEST_TESTS := tests/test_ntk.py tests/test_nt_compat.py tests/test_features.py tests/test_dynamics.py \
-                tests/test_fixed_points.py tests/test_precision.py
+                tests/test_fixed_points.py tests/test_precision.py tests/test_trainer.py tests/test_metrics.py
 ARGS   ?=
 
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons notebooks \
-        data-mnist data-fashion data-cifar bench clean
+.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons robustness notebooks \
+        data-mnist data-fashion data-cifar bench bench-peers clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,7 +43,8 @@ lock:  ## re-resolve requirements.in into requirements.lock (exact versions + ha
 	$(VENV)/bin/uv pip compile -q requirements.in --override requirements-overrides.txt --python-version 3.11 \
 	  --generate-hashes -o requirements.lock
 
-test: $(STAMP)  ## fast test suite (< 10 min on 2 CPU cores; `slow` tests deselected)
+test: $(STAMP)  ## fast test suite (< 10 min on 2 CPU cores; `slow` tests deselected); installs Fashion-MNIST first
+	@$(MAKE) --no-print-directory data-fashion || echo "test: Fashion-MNIST could not be installed; its tests skip"
 	$(PY) -m pytest -q $(ARGS)
 
 test-latest:  ## the core's tests on the newest jax/flax/optax/diffrax (unlocked, no neural-tangents) in .venv-latest
@@ -78,6 +79,9 @@ train-cmnist: $(STAMP)  ## Colored MNIST Table 2 + Fig. 3 (ERM, SD, IRM, V-REx, 
 moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/latest
 	$(PY) train/moons.py $(ARGS)
 
+robustness: $(STAMP) data-fashion  ## Table 1 + Fig. 2 analogues on Fashion-MNIST (clean/PGD acc, margin CDF, ERM vs SD) -> runs/robustness/latest
+	$(PY) train/robustness.py $(ARGS)
+
 notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
 
@@ -85,9 +89,12 @@ data-mnist: $(STAMP)  ## download the MNIST IDX files into GS_DATA_DIR (default 
 	@$(PY) -m gs_jax.data.mnist download $${GS_DATA_DIR:-data/mnist} --dataset mnist
 
 data-fashion: $(STAMP)  ## install Fashion-MNIST IDX files (Debian package, else download into data/fashion-mnist)
-	@if command -v apt-get >/dev/null && apt-cache show dataset-fashion-mnist >/dev/null 2>&1; then \
-	  { dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
-	  && echo "data-fashion: Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist"; \
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then \
+	  echo "data-fashion: Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null && { apt-cache show dataset-fashion-mnist >/dev/null 2>&1 \
+	     || { apt-get update -qq >/dev/null 2>&1 && apt-cache show dataset-fashion-mnist >/dev/null 2>&1; }; } \
+	     && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null; then \
+	  echo "data-fashion: Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist"; \
 	else $(PY) -m gs_jax.data.mnist download data/fashion-mnist --dataset fashion-mnist \
 	  && echo "data-fashion: use --config.data.dir=data/fashion-mnist"; fi
 
@@ -97,6 +104,24 @@ data-cifar: $(STAMP)  ## download CIFAR-10 and CIFAR-100 (python pickle batches)
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print its table
 	@for b in benchmarks/*.py; do [ $$b = benchmarks/device_check.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done
+
+# PyTorch peers of the benchmarks (benchmarks/peers/): their own venv, never a dependency of the library.
+# pip (not uv) so that a CPU wheel of torch already on the machine is used.
+PEERS       := .venv-peers
+PEERS_PY    := $(PEERS)/bin/python
+PEERS_PKGS  := torch==2.13.0 numpy==2.4.6
+PEERS_STAMP := $(PEERS)/.installed
+PEER_ARGS   ?=
+
+$(PEERS_STAMP):
+	python3 -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q --disable-pip-version-check $(PEERS_PKGS)
+	@touch $@
+
+bench-peers: $(STAMP) $(PEERS_STAMP)  ## PyTorch peers (cmnist, moons, ntk, pgd), one JSON line each; PEER_ARGS=--small: smoke run
+	$(PY) benchmarks/peers/export_data.py
+	@for h in cmnist moons ntk pgd; do echo "== benchmarks/peers/torch_$$h.py"; \
+	  $(PEERS_PY) benchmarks/peers/torch_$$h.py $(PEER_ARGS) || exit 1; done
 
 clean:  ## remove caches and generated notebooks (keeps .venv and runs/)
 	rm -rf .pytest_cache .ruff_cache notebooks/*.ipynb

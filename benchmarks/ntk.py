@@ -88,7 +88,11 @@ def measure(fn, repeats: int = 3) -> dict:
         t0 = time.perf_counter()
         out = jax.block_until_ready(fn())
         warm = min(warm, time.perf_counter() - t0)
-    peak_mib = (peak - rss0) / 1024 if (can_reset and peak is not None and rss0 is not None) else float("nan")
+    peak_mib = (
+        max(0.0, (peak - rss0) / 1024)
+        if (can_reset and peak is not None and rss0 is not None)
+        else float("nan")
+    )
     return {"first": first, "warm": warm, "peak_mib": peak_mib, "out": out}
 
 

@@ -23,11 +23,18 @@ first-order expansion.  The expansion is accurate when the fixed point sits near
 ``α²/2`` term vanishes.  For λ ≳ s² the dual variables approach 1/2 (Eq. 9) and Eq. 10 is off by O(1);
 ``tests/test_fixed_points.py`` checks that the gap shrinks monotonically as λ/s² → 0.
 
-Spectral Decoupling (Eq. 17 → Eq. 18).  With the penalty ``(λ/2)‖ŷ‖²`` instead of ``(λ/2)‖θ‖²``, the inner
-minimisation over θ gives ``Φ₀ᵀY(λ YΦ₀θ − α) = 0``; when ``YΦ₀`` has full row rank this is ``Yŷ = α/λ``, and
-the dual becomes ``D_SD(α) = 1·H(α) − (2λ)⁻¹‖α‖²``.  Its gradient flow is Eq. 18,
-``α̇ = η[log((1−α)/α) − λ⁻¹ α]``: every αᵢ evolves on its own, whatever U and S are, and
-``z* = UᵀYŷ = λ⁻¹ Uᵀ α*`` (the S² of Eq. 11 cancels).
+Spectral Decoupling (Eq. 17 → Eq. 18).  With the penalty ``(λ/2)‖ŷ‖²`` instead of ``(λ/2)‖θ‖²``, write
+``v = Yŷ = YΦ₀θ``, which ranges over the column space of U, and ``‖ŷ‖² = ‖v‖²``. The inner minimisation of
+``−αᵀv + (λ/2)‖v‖²`` over that space gives ``v = λ⁻¹UUᵀα`` (the projection of α/λ onto range(U)), hence the dual
+
+    D_SD(α) = 1·H(α) − (2λ)⁻¹ αᵀ U Uᵀ α ,
+
+with gradient flow ``α̇ = η[log((1−α)/α) − λ⁻¹ U Uᵀ α]`` and responses ``z* = UᵀYŷ = λ⁻¹ Uᵀ α*`` (``UᵀU = I``;
+the S² of Eq. 11 cancels, so z* does not depend on the strengths). When YΦ₀ has full row rank (n ≤ m, U square
+and orthogonal) ``UUᵀ = I`` and this is the paper's Eq. 18, ``α̇ = η[log((1−α)/α) − λ⁻¹ α]``: every αᵢ evolves
+on its own. When YΦ₀ has more rows than columns (n > r, U thin) ``UUᵀ`` is a rank-r projector, not I, and the
+dual variables stay coupled through it; the code always uses ``UUᵀ``, so both cases are exact (checked against
+the primal optimum of Eq. 17 in ``tests/test_fixed_points.py``).
 
 Integration.  The log barriers make the flows stiff near α = 0 and α = 1, so the dual flows are integrated in
 unconstrained coordinates (``α = e^u`` for Eq. 10, ``α = sigmoid(u)`` for Eq. 9/18) with diffrax's implicit
@@ -112,9 +119,18 @@ def eq10_field(alpha_n, U_nr, s_sq_r, lam, eta=1.0):
     return eta * (-jnp.log(alpha_n) - linearised_matrix(U_nr, s_sq_r, lam) @ alpha_n)
 
 
-def sd_field(alpha_n, lam, eta=1.0):
-    """Eq. 18, Spectral Decoupling: ``α̇ = η[log((1−α)/α) − λ⁻¹ α]`` (no U, no S: fully decoupled)."""
-    return eta * (jnp.log1p(-alpha_n) - jnp.log(alpha_n) - alpha_n / lam)
+def sd_projector(U_nr):
+    """``UUᵀ`` (n × n): the identity when U is square (orthogonal), a rank-r projector when U is thin (n > r)."""
+    return U_nr @ U_nr.T
+
+
+def sd_field(alpha_n, U_nr, lam, eta=1.0):
+    """Spectral Decoupling, the dual of Eq. 17: ``α̇ = η[log((1−α)/α) − λ⁻¹ UUᵀ α]``.
+
+    For a square (orthogonal) U, ``UUᵀ = I`` and this is Eq. 18 (no U, no S: fully decoupled); for a thin U
+    (YΦ₀ with more rows than columns) the projector couples the examples. S never enters.
+    """
+    return eta * (jnp.log1p(-alpha_n) - jnp.log(alpha_n) - sd_projector(U_nr) @ alpha_n / lam)
 
 
 def dual_field(equation, alpha_n, U_nr, s_sq_r, lam, eta=1.0):
@@ -124,12 +140,15 @@ def dual_field(equation, alpha_n, U_nr, s_sq_r, lam, eta=1.0):
     if equation == "eq10":
         return eq10_field(alpha_n, U_nr, s_sq_r, lam, eta)
     if equation == "sd":
-        return sd_field(alpha_n, lam, eta)
+        return sd_field(alpha_n, U_nr, lam, eta)
     raise GsJaxError(f"unknown dual equation {equation!r}; choose from {DUAL_EQUATIONS}")
 
 
 def dual_to_z(equation, alpha_n, U_nr, s_sq_r, lam):
-    """Feature responses from dual variables: Eq. 11 ``z = λ⁻¹ S² Uᵀ α`` (Eq. 9/10); ``z = λ⁻¹ Uᵀ α`` for SD."""
+    """Feature responses from dual variables: Eq. 11 ``z = λ⁻¹ S² Uᵀ α`` (Eq. 9/10); ``z = λ⁻¹ Uᵀ α`` for SD.
+
+    The SD form holds for square and thin U alike: ``z = UᵀYŷ = λ⁻¹UᵀUUᵀα = λ⁻¹Uᵀα`` since ``UᵀU = I``.
+    """
     if equation == "sd":
         return U_nr.T @ alpha_n / lam
     return s_sq_r * (U_nr.T @ alpha_n) / lam
@@ -187,7 +206,8 @@ def _dual_u_field(equation):
             return eta * (-u - linearised_matrix(U_nr, s_sq_r, lam) @ alpha) / alpha
         # α = σ(u): log((1−α)/α) = −u exactly; dα/du = α(1−α).
         alpha = jax.nn.sigmoid(u)
-        drive = alpha / lam if equation == "sd" else kernel(U_nr, s_sq_r) @ alpha / lam
+        coupling = sd_projector(U_nr) if equation == "sd" else kernel(U_nr, s_sq_r)
+        drive = coupling @ alpha / lam
         return eta * (-u - drive) / (alpha * jax.nn.sigmoid(-u))
 
     return field

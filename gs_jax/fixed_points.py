@@ -144,7 +144,8 @@ _MAX_STEP = 2.0  # largest Newton step in u (log / logit) per iteration, for rob
 def _residual(equation, U_nr, s_sq_r, lam):
     """``r(u) = 0`` at the fixed point, in u = log α (Eq. 10) or u = logit α (Eq. 9, Eq. 18).
 
-    Eq. 10: ``u + A e^u``;  Eq. 9: ``u + λ⁻¹K σ(u)``;  Eq. 18: ``u + λ⁻¹σ(u)`` (each is −α̇/η in u-form).
+    Eq. 10: ``u + A e^u``;  Eq. 9: ``u + λ⁻¹K σ(u)``;  SD: ``u + λ⁻¹UUᵀσ(u)`` (Eq. 18's ``u + λ⁻¹σ(u)`` when U is
+    square; each is −α̇/η in u-form).
     """
     if equation == "eq10":
         A = linearised_matrix(U_nr, s_sq_r, lam)
@@ -153,7 +154,8 @@ def _residual(equation, U_nr, s_sq_r, lam):
         K = kernel(U_nr, s_sq_r)
         return lambda u: u + K @ jax.nn.sigmoid(u) / lam
     if equation == "sd":
-        return lambda u: u + jax.nn.sigmoid(u) / lam
+        P = dynamics.sd_projector(U_nr)
+        return lambda u: u + P @ jax.nn.sigmoid(u) / lam
     raise GsJaxError(f"unknown dual equation {equation!r}; choose from {dynamics.DUAL_EQUATIONS}")
 
 
@@ -180,9 +182,8 @@ def _dense_tangent_solve(g, y):
 
 def _initial_u(equation, U_nr, s_sq_r, lam):
     """Decoupled guess: each example on its own with its diagonal kernel entry (exact when U is a permutation)."""
-    n = U_nr.shape[0]
     if equation == "sd":
-        a = jnp.full((n,), 1.0 / lam + 1.0)
+        a = jnp.diag(dynamics.sd_projector(U_nr)) / lam + 1.0  # 1/λ + 1 for every example when U is square
     else:
         a = jnp.diag(linearised_matrix(U_nr, s_sq_r, lam))
     alpha = decoupled_alpha(a)
@@ -200,7 +201,8 @@ def fixed_point_u(equation, U_nr, s_sq_r, lam):
 
 
 def fixed_point(equation, U_nr, s_sq_r, lam):
-    """Exact fixed point α* of Eq. 9, Eq. 10 or Eq. 18 (``equation`` ∈ {"eq9", "eq10", "sd"}).
+    """Exact fixed point α* of Eq. 9, Eq. 10 or SD (``equation`` ∈ {"eq9", "eq10", "sd"}; SD is Eq. 18 for a
+    square U and the general dual of Eq. 17, with ``UUᵀ``, for a thin one).
 
     Newton iterations on the residual of :func:`_residual` in log/logit coordinates (steps capped at 2 per
     coordinate), then ``jax.lax.custom_root``: derivatives of α* with respect to anything U, S² or λ depend on are

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gs_jax import losses
 from gs_jax.errors import check
 
 # The authors' CelebA SD run (table_2.sh: --mode spw3 --sp 0.1; loss.py), indexed by the label (0 = dark, 1 = blond).
@@ -68,9 +69,9 @@ def sd_per_class_loss(logits_n: jax.Array, y_n: jax.Array, lam, gamma) -> jax.Ar
       lam, gamma: length-2 sequences (or arrays) indexed by the label.
     Returns: scalar loss.
     """
-    sums, counts = _class_sums(logits_n, y_n, gamma)
-    penalty = sum(lam[c] * sums[c] / jnp.maximum(counts[c], 1.0) for c in (0, 1))
-    return jnp.mean(_logistic_losses(logits_n, y_n)) + penalty
+    # one home for the per-class penalty (losses.sd_penalty_per_class carries the paper's ½, hence 2λ)
+    lam2 = tuple(2.0 * jnp.asarray(lam[c]) for c in (0, 1))
+    return losses.mean_nll(logits_n, y_n) + losses.sd_penalty_per_class(logits_n, y_n, lam2, gamma)
 
 
 def sd_per_class_paper(logits_n: jax.Array, y_n: jax.Array, lam, gamma) -> jax.Array:

@@ -80,3 +80,16 @@ def binary_entropy_from_logits(logits_n: jax.Array) -> jax.Array:
 def weight_norm(params) -> jax.Array:
     """Σ over all parameter tensors (weights and biases) of ‖p‖² (the IRM/V-REx L2 term)."""
     return sum(jnp.sum(p**2) for p in jax.tree_util.tree_leaves(params))
+
+
+def sd_mean_squared_logits(logits_nk: jax.Array, y_n: jax.Array, lam) -> jax.Array:
+    """Table 1's SD objective in the authors' code form (SPEC §5.1): ``CE + λ · mean(ŷ²)`` for k-class logits.
+
+    CE is the softmax cross-entropy with integer labels y ∈ 0..k−1, averaged over the batch; the SD term averages
+    the squared logits over the batch AND the k classes (``SD · logits.pow(2).mean()``), so λ here is Eq. 17's λ/2
+    up to the factor 2/(n·k) of a mean vs a sum. The Fig. 2 code's ``sd_coef · Σ_c ŷ_c²`` per example is this
+    with λ = k · sd_coef. λ = 0 is ERM.
+    """
+    log_p = jax.nn.log_softmax(logits_nk, axis=-1)
+    nll = -jnp.mean(jnp.take_along_axis(log_p, y_n[:, None].astype(jnp.int32), axis=-1))
+    return nll + lam * jnp.mean(logits_nk**2)

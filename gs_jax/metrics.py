@@ -169,3 +169,51 @@ def signed_boundary_distances(points_m2: np.ndarray, x_n2: np.ndarray, correct_n
         p = points_m2[start : start + 4096]
         d = np.minimum(d, np.sqrt(((x_n2[:, None, :] - p[None, :, :]) ** 2).sum(-1)).min(axis=1))
     return np.where(correct_n, d, -d)
+
+
+def best_margin_bound(x_n2: np.ndarray, y_n: np.ndarray) -> float:
+    """Half the smallest distance between two training points of different classes: no classifier that gets every
+    training point right has an input-space margin larger than this (the boundary crosses every such segment)."""
+    x = np.asarray(x_n2, np.float64)
+    pos = np.asarray(y_n) > 0.5
+    check(pos.any() and (~pos).any(), "best_margin_bound needs examples of both classes")
+    d2 = ((x[pos][:, None, :] - x[~pos][None, :, :]) ** 2).sum(-1)
+    return float(0.5 * np.sqrt(d2.min()))
+
+
+def linear_svm_margin(x_n2: np.ndarray, y_n: np.ndarray) -> float:
+    """Geometric margin ``1/‖w‖`` of the hard-margin linear SVM (with bias) on 2-D data; negative if the classes are
+    not linearly separable (then: the largest achievable min signed distance to a line, which is < 0).
+
+    For a unit direction w the best bias gives ``g(w) = (min_{y=1} w·x − max_{y=0} w·x)/2``, and the SVM margin is
+    ``max_w g(w)``. ``g`` is a minimum of functions linear in w, so on the unit circle its maximum is either a smooth
+    point, where one point per class is active and ``w ∥ x₊ − x₋``, or a kink, where two points of one class tie
+    and w is normal to the segment between them. Evaluating g at every such candidate (both signs) is exact; the
+    candidates are taken on the convex hull of each class (where the active points must lie), so the cost is small.
+    """
+    from scipy.spatial import ConvexHull  # scipy is a dependency of the stack, imported here only
+
+    x = np.asarray(x_n2, np.float64)
+    check(x.ndim == 2 and x.shape[1] == 2, f"linear_svm_margin is for 2-D inputs, got shape {x.shape}")
+    pos = np.asarray(y_n) > 0.5
+    check(pos.any() and (~pos).any(), "linear_svm_margin needs examples of both classes")
+
+    def hull(p):
+        if p.shape[0] < 3:
+            return p
+        try:
+            return p[ConvexHull(p).vertices]
+        except Exception:  # collinear points: every point is a candidate
+            return p
+
+    hp, hn = hull(x[pos]), hull(x[~pos])
+    dirs = [(hp[:, None, :] - hn[None, :, :]).reshape(-1, 2)]
+    for h in (hp, hn):
+        e = (h[:, None, :] - h[None, :, :]).reshape(-1, 2)
+        dirs += [np.stack([-e[:, 1], e[:, 0]], 1)]
+    w = np.concatenate(dirs)
+    norm = np.linalg.norm(w, axis=1)
+    w = w[norm > 0] / norm[norm > 0, None]
+    w = np.concatenate([w, -w])
+    g = 0.5 * ((x[pos] @ w.T).min(axis=0) - (x[~pos] @ w.T).max(axis=0))
+    return float(g.max())

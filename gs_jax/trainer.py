@@ -343,6 +343,12 @@ def _compiled(task: Task, data_axis: int | None, key_axis: int | None = 0):
     return init, run, chunks
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_evaluator(fn: Callable, data_axis: int | None) -> Callable:
+    """``jit(vmap(fn))`` over restarts, cached per function so repeated runs do not recompile it."""
+    return jax.jit(jax.vmap(fn, in_axes=(0, data_axis)))
+
+
 def compiled_chunks(task: Task, data_per_restart: bool = True) -> int:
     """How many chunk programs have been compiled for ``task`` (the chunk cache at work; used by the tests)."""
     return len(_compiled(task, 0 if data_per_restart else None)[2])
@@ -420,7 +426,7 @@ def train(
             for s in eval_steps(steps, ev.every):
                 schedule.setdefault(s, []).append(ev)
     stops = sorted(schedule)
-    evaluate = {ev.name: jax.jit(jax.vmap(ev.fn, in_axes=(0, data_axis))) for ev in evaluators}
+    evaluate = {ev.name: _compiled_evaluator(ev.fn, data_axis) for ev in evaluators}
 
     history: list[dict[str, Any]] = []
     records: list[Any] = []

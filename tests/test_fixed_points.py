@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.special
 import scipy.stats
 
@@ -134,12 +135,70 @@ def test_reverse_mode_through_the_root():
     np.testing.assert_allclose(g, fd, rtol=1e-6)
 
 
-def test_sd_derivatives_vanish():
-    s1 = np.linspace(2.0, 60.0, 25)
-    rows = theorem2.theorem2_sweep(("sd",), (0.0, 0.1, 0.25, 0.5, 0.9), s1, 2.0, 1.0)
-    assert max(abs(r["dz2_ds1sq"]) for r in rows) <= 1e-12
-    # independent check: the finite difference sees no dependence on s₁² either
-    assert max(abs(r["dz2_ds1sq_fd"]) for r in rows) <= 1e-12
+def _sd_margin(lam):
+    """Root of σ(−m) = λm (one example of Eq. 17 on its own), by bisection in scipy — independent of the root code."""
+    return scipy.optimize.brentq(
+        lambda m: scipy.special.expit(-m) - lam * m, 0.0, 1.0 / lam + 1.0, xtol=1e-15
+    )
+
+
+@pytest.mark.parametrize("lam", [0.1, 1.0])
+def test_sd_fixed_point_is_the_closed_form_and_ignores_the_strengths(lam):
+    # SD with a square U: every margin yᵢŷᵢ* solves σ(−ŷ*) = λŷ* on its own, so z* = ŷ*·Uᵀ1, whatever s₁², s₂².
+    # Catches: S² leaking into the SD root or into dual_to_z("sd") (Eq. 11's S² instead of its cancellation), a
+    # wrong λ scaling, a field that is not Eq. 18; the Eq. 9 row checks that the s₁² grid does move a coupled root.
+    m = _sd_margin(lam)
+    deltas, s1 = (0.1, 0.5, 0.9), np.linspace(2.0, 60.0, 9)
+    rows = theorem2.theorem2_sweep(("sd", "eq9"), deltas, s1, 2.0, lam)  # one vmapped solve per equation
+    for delta in deltas:
+        colsum = np.asarray(dynamics.coupling_matrix(delta)).sum(axis=0)  # Uᵀ1
+        sd = [r for r in rows if r["equation"] == "sd" and r["delta"] == delta]
+        np.testing.assert_allclose([(r["alpha1"], r["alpha2"]) for r in sd], lam * m, rtol=1e-12)  # α* = λŷ*
+        np.testing.assert_allclose(
+            [(r["z1"], r["z2"]) for r in sd], np.tile(m * colsum, (len(sd), 1)), rtol=1e-12
+        )
+        assert max(abs(r["dz2_ds1sq"]) for r in sd) <= 1e-12  # the implicit derivative agrees (0)
+        z9 = np.array([r["z2"] for r in rows if r["equation"] == "eq9" and r["delta"] == delta])
+        assert np.ptp(z9) > 1e-2 * np.abs(z9).max()  # Eq. 9's z₂* does depend on s₁² (starvation)
+
+
+def _thin_problem(seed=0, n=4, m=2):
+    """YΦ₀ with more rows than columns: U is n × m (thin), UUᵀ a rank-m projector, not I."""
+    rng = np.random.default_rng(seed)
+    Phi = rng.normal(size=(n, m))
+    y = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    U, S, _ = np.linalg.svd(y[:, None] * Phi, full_matrices=False)
+    return jnp.asarray(Phi), jnp.asarray(y), jnp.asarray(U), jnp.asarray(S**2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sd_dual_with_thin_U_matches_the_primal_optimum(seed):
+    # n = 4 > m = 2: the dual of Eq. 17 is H(α) − (2λ)⁻¹αᵀUUᵀα. The root, the ODE end point and the primal optimum
+    # (damped Newton on θ, no dual code) must agree; Eq. 18's decoupled form (UUᵀ := I) is visibly off here.
+    # Catches: the SD field / root / dual_to_z assuming UUᵀ = I for a thin U (the issue's silent wrong answer).
+    lam = 0.3
+    Phi, y, U, s_sq = _thin_problem(seed)
+    z_primal = dynamics.primal_to_z(fp.primal_optimum("sd", Phi, y, lam), Phi, y, U)
+    alpha = fp.fixed_point("sd", U, s_sq, lam)
+    np.testing.assert_allclose(fp.fixed_point_z("sd", U, s_sq, lam), z_primal, rtol=1e-10, atol=1e-12)
+    assert float(fp.fixed_point_residual("sd", U, s_sq, lam, alpha)) < 1e-13
+    np.testing.assert_allclose(dynamics.dual_field("sd", alpha, U, s_sq, lam), 0.0, atol=1e-12)
+    traj = dynamics.integrate_dual("sd", jnp.full(4, 1e-3), U, s_sq, lam, jnp.array([0.0, 200.0]))
+    np.testing.assert_allclose(dynamics.dual_to_z("sd", traj.states[-1], U, s_sq, lam), z_primal, rtol=1e-8)
+    # the decoupled Eq. 18 answer, ŷ*·Uᵀ1, is wrong for a thin U (this data set exercises the difference)
+    decoupled = _sd_margin(lam) * np.asarray(U).sum(axis=0)
+    assert np.max(np.abs(decoupled - np.asarray(z_primal))) > 1e-3
+    if seed == 0:  # the issue's example: primal optimum (1.32819, −0.58006), Eq. 18 gave (1.32607, −0.59476)
+        np.testing.assert_allclose(z_primal, [1.32819, -0.58006], atol=1e-5)
+        np.testing.assert_allclose(decoupled, [1.32607, -0.59476], atol=1e-5)
+
+
+def test_sd_dual_with_square_U_is_eq18():
+    # U square and orthogonal: UUᵀ = I and the general SD field is Eq. 18 exactly (decoupled per example).
+    U = jnp.asarray(scipy.stats.special_ortho_group.rvs(5, random_state=3))
+    alpha = jnp.linspace(0.05, 0.6, 5)
+    ref = np.log1p(-np.asarray(alpha)) - np.log(np.asarray(alpha)) - np.asarray(alpha) / 0.4
+    np.testing.assert_allclose(dynamics.dual_field("sd", alpha, U, jnp.ones(5), 0.4), ref, rtol=1e-12)
 
 
 def test_eq10_approximates_eq9_only_when_lambda_much_smaller_than_s_sq():

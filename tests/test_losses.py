@@ -38,12 +38,33 @@ def test_sd_penalty(batch):
     np.testing.assert_allclose(losses.sd_penalty(jnp.asarray(z)), np.mean(z**2), rtol=1e-12)
 
 
-def test_sd_per_class(batch):
+def test_sd_per_class_against_the_paper_and_the_authors_code(batch):
+    # Unbalanced classes (n₀ ≠ n₁) and distinct λ_c, γ_c, so that a swapped class index, a batch-size (n) instead
+    # of per-class (n_c) normalisation or a lost/extra ½ each change the value.
     z, y = batch
+    z, y = z[:37], y[:37]
+    idx = [np.flatnonzero(y == c) for c in (0, 1)]
+    assert len(idx[0]) != len(idx[1])
+    zj, yj = jnp.asarray(z), jnp.asarray(y)
+    # the paper (§4.3): "λ/2 ‖ŷ − γ‖₂² ... λ and γ tuned separately for each class", each class term averaged over
+    # that class (the per-class mean of the authors' code), written out as Σ_c (λ_c/2)·‖ŷ_c − γ_c‖²/n_c
     lam, gam = (0.3, 2.0), (-1.0, 0.5)
-    ref = sum(0.5 * lam[c] * np.mean((z[y == c] - gam[c]) ** 2) for c in (0, 1))
-    got = losses.sd_penalty_per_class(jnp.asarray(z), jnp.asarray(y), lam, gam)
-    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    paper = 0.0
+    for c in (0, 1):
+        r = z[idx[c]] - gam[c]
+        paper += lam[c] / 2 * np.dot(r, r) / len(r)
+    np.testing.assert_allclose(losses.sd_penalty_per_class(zj, yj, lam, gam), paper, rtol=1e-12)
+    # the authors' CelebA code (--mode spw3), transcribed literally, no ½:
+    #   sp * ((yhat[y == 1] - 2.5) ** 2).mean() + sp * ((yhat[y == 0] - 0.44) ** 2).mean(),  sp = 0.1
+    sp = 0.1
+    authors = sp * ((z[y == 1] - 2.5) ** 2).mean() + sp * ((z[y == 0] - 0.44) ** 2).mean()
+    # ours carries the paper's ½, so the authors' sp is our λ_c / 2
+    got = losses.sd_penalty_per_class(zj, yj, (2 * sp, 2 * sp), (0.44, 2.5))
+    np.testing.assert_allclose(got, authors, rtol=1e-12)
+    # and the same λ passed straight through would be twice the authors' term (the ½ is really there)
+    np.testing.assert_allclose(
+        losses.sd_penalty_per_class(zj, yj, (sp, sp), (0.44, 2.5)), authors / 2, rtol=1e-12
+    )
 
 
 def test_irm_penalty_finite_difference_and_closed_form(batch):

@@ -48,19 +48,30 @@ CASES = {"mlp": (MLP(1), (6, 5)), "mlp_multi_output": (MLP(4), (5, 3)), "conv": 
 def _brute_force_ntk(apply_fn, params, x):
     """(n, n, k, k) from per-example Jacobians: jax.jacrev of one example's k logits w.r.t. the flat parameters."""
     theta, unravel = ravel_pytree(params)
-    rows = [jax.jacrev(lambda t, xi=xi: apply_fn(unravel(t), xi[None])[0])(theta) for xi in x]  # each (k, m)
-    jac = np.stack([np.asarray(r) for r in rows])  # (n, k, m)
+    row = jax.jit(jax.jacrev(lambda t, xi: apply_fn(unravel(t), xi[None])[0]))  # one example's (k, m)
+    jac = np.stack([np.asarray(row(theta, xi)) for xi in x])  # (n, k, m), one example at a time
     return np.einsum("ikm,jlm->ijkl", jac, jac)
+
+
+_REFERENCES: dict = {}
+
+
+def _case(name):
+    """x, params and the brute-force NTK of a case (float64), computed once per test session."""
+    if name not in _REFERENCES:
+        model, shape = CASES[name]
+        x = jax.random.normal(jax.random.PRNGKey(0), shape, dtype=jnp.float64)
+        params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1), x))
+        _REFERENCES[name] = (x, params, _brute_force_ntk(model.apply, params, x))
+    return _REFERENCES[name]
 
 
 @pytest.mark.parametrize("implementation", [1, 2, 3])  # Jacobian contraction, NTK-vector products, structured
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_implementation_matches_brute_force(case, implementation, x64):
     nt = _nt_compat.load()
-    model, shape = CASES[case]
-    x = jax.random.normal(jax.random.PRNGKey(0), shape, dtype=jnp.float64)
-    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(jax.random.PRNGKey(1), x))
-    ref = _brute_force_ntk(model.apply, params, x)
+    model, _ = CASES[case]
+    x, params, ref = _case(case)
     kernel_fn = nt.empirical_ntk_fn(model.apply, trace_axes=(), vmap_axes=0, implementation=implementation)
     got = np.asarray(kernel_fn(x, None, params))
     assert got.shape == ref.shape and got.dtype == np.float64

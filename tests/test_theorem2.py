@@ -68,10 +68,20 @@ def test_slope_vanishes_at_equal_strengths():
     np.testing.assert_allclose(dz2, 0.0, atol=1e-15)
 
 
-@pytest.mark.parametrize("variant", ["default", "no_phase", "small"])
-def test_config_variants(repo_root, variant):
-    cfg = config.load_config(str(repo_root / f"configs/theorem2.py:{variant}"))
-    assert cfg.n_points >= 2 and cfg.lam > 0
+def test_config_variants(repo_root):
+    # each variant changes what it says and nothing else (catches a dispatch that returns the default, or a default
+    # grid that drifted from the one the README and the slow test describe)
+    load = lambda v: config.load_config(str(repo_root / f"configs/theorem2.py:{v}"))  # noqa: E731
+    default, no_phase, small = load("default"), load("no_phase"), load("small")
+    assert default.deltas == (0.0, 0.1, 0.25, 0.5) and default.n_points == 200
+    assert (default.s2_sq, default.lam, default.ratio_max) == (2.0, 1.0, 30.0) and default.phase.enabled
+    assert (default.phase.n_delta, default.phase.delta_max, default.phase.lams) == (
+        100,
+        0.99,
+        (0.1, 1.0, 10.0),
+    )
+    assert not no_phase.phase.enabled and no_phase.deltas == default.deltas and no_phase.n_points == 200
+    assert small.phase.enabled and small.n_points == 12 and small.phase.n_delta == 6
 
 
 def test_unknown_variant(repo_root):
@@ -116,6 +126,14 @@ def test_main_writes_the_contract(repo_root, in_tmp, monkeypatch, capsys):
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("z1", "z2", "dz2_ds1sq", "dz2_ds1sq_fd"))
     summary = json.loads((run / "summary.json").read_text())
     assert {v["sign"] for v in summary["verdicts"] if v["delta"] > 0 and v["equation"] != "sd"} == {"< 0"}
+    assert {v["sign"] for v in summary["verdicts"] if v["delta"] == 0 or v["equation"] == "sd"} == {"= 0"}
+    # the small phase map, δ ∈ linspace(0, 0.99, 6): the sign statement fails from the first δ past 1/√2 (0.792)
+    # on, exactly where z₂* < 0, and |z₂*| still shrinks everywhere (catches a phase summary that miscounts)
+    for p in summary["phase_map"]:
+        assert p["min_delta_failing"] == pytest.approx(0.792) and p["min_delta_z2_negative"] == pytest.approx(
+            0.792
+        )
+        assert p["fails_where_z2_positive"] == 0 and p["abs_fails"] == 0 and p["fails"] == p["z2_negative"]
 
 
 def test_main_reports_bad_config(repo_root, in_tmp, monkeypatch, capsys):
@@ -127,3 +145,29 @@ def test_main_reports_bad_config(repo_root, in_tmp, monkeypatch, capsys):
     )
     assert rc == 2
     assert "must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_theorem2_default_run_and_phase_boundary(repo_root, in_tmp, monkeypatch):
+    """`make theorem2` on its default config: dz₂*/ds₁² < 0 on the default grid (δ ∈ {0.1, 0.25, 0.5}, Eq. 9 and
+    Eq. 10, s₁² ∈ (2, 60]), = 0 at δ = 0 and for SD; implicit derivatives equal the 5-point differences; and on the
+    phase map (δ ∈ [0, 0.99] step 0.01, s₁²/s₂² ∈ [1, 30], λ ∈ {0.1, 1, 10}) the sign statement fails exactly past
+    δ = 1/√2 — first at δ = 0.71, never at 0.70 — and only where z₂* < 0."""
+    monkeypatch.chdir(repo_root)
+    assert _entry_point(repo_root).main(["--runs-dir", str(in_tmp / "runs")]) == 0
+    summary = json.loads((in_tmp / "runs" / "theorem2" / "latest" / "summary.json").read_text())
+    verdicts = summary["verdicts"]
+    assert len(verdicts) == 3 * 4
+    for v in verdicts:
+        coupled = v["delta"] > 0 and v["equation"] != "sd"
+        assert v["sign"] == ("< 0" if coupled else "= 0"), v
+        if coupled:
+            assert v["fd_max_rel_err"] < 1e-6, v
+    assert len(summary["phase_map"]) == 2 * 3
+    for p in summary["phase_map"]:
+        assert p["points"] == 99 * 116  # δ > 0, ratio > 1
+        assert p["min_delta_failing"] == pytest.approx(0.71) and p["min_delta_z2_negative"] == pytest.approx(
+            0.71
+        )
+        assert p["fails"] == p["z2_negative"] == 29 * 116, p  # δ = 0.71 … 0.99
+        assert p["fails_where_z2_positive"] == 0 and p["abs_fails"] == 0, p

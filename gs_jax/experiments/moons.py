@@ -26,7 +26,7 @@ import optax
 from gs_jax import features, losses, models, ntk, runs, trainer
 from gs_jax.data import moons as moons_data
 from gs_jax.errors import GsJaxError, check
-from gs_jax.metrics import boundary_points, signed_boundary_distances
+from gs_jax.metrics import best_margin_bound, boundary_points, linear_svm_margin, signed_boundary_distances
 from gs_jax.plotting import moons as moons_plots
 from gs_jax.reporting import markdown_table
 
@@ -262,7 +262,14 @@ def moons_quantities(arch: MoonsArch, result: MoonsResult, x_sn2, y_sn, *, margi
       vertical axis, the moon coordinate; x₁ = the horizontal, linearly separating one), ``vertical_share`` =
       V / (H + V) (scale-free);
     - ``acc_x2_mean``: training accuracy when x₂ is replaced by its mean over the data;
-    - ``train_loss`` (mean CE, without penalties) and ``train_acc``.
+    - ``train_loss`` (mean CE, without penalties) and ``train_acc``;
+    - ``margin_bound``: the best achievable margin on that seed's data, half the smallest distance between two
+      training points of different classes (:func:`gs_jax.metrics.best_margin_bound`; no classifier that is right
+      on every training point does better), and ``margin_rel`` = ``margin`` / ``margin_bound`` (≤ 1);
+    - ``svm_margin``: the geometric margin of the hard-margin linear SVM on the same data
+      (:func:`gs_jax.metrics.linear_svm_margin`; negative when the data are not linearly separable).
+      A network whose margin is close to the linear one leans on the linear (horizontal) direction only — the
+      starvation signature of Fig. 1(b).
     """
     evaluate = moons_eval_fn(arch, _moons_chunk(arch, x_sn2.shape[0]))
     grad = moons_input_grad_fn(arch)
@@ -291,8 +298,14 @@ def moons_quantities(arch: MoonsArch, result: MoonsResult, x_sn2, y_sn, *, margi
     )
     v, h = g[:, :, 1].mean(axis=1), g[:, :, 0].mean(axis=1)
     ce = np.mean(np.logaddexp(0.0, logits) - y * logits, axis=1)
+    x64 = np.asarray(x_sn2, np.float64)
+    bound = np.array([best_margin_bound(x64[s], y[s]) for s in range(x.shape[0])])
+    svm = np.array([linear_svm_margin(x64[s], y[s]) for s in range(x.shape[0])])
     return {
         "margin": margins,
+        "margin_bound": bound,
+        "margin_rel": margins / bound,
+        "svm_margin": svm,
         "vertical_dependence": v,
         "horizontal_dependence": h,
         "vertical_share": v / (v + h),
@@ -313,8 +326,21 @@ def moons_init_features(arch: MoonsArch, params0, x_sn2, y_sn) -> list:
     return out
 
 
-def moons_responses(feats: list, y_sn, logits_stn, *, indices=(1, 6), top_aligned: int = 2) -> dict[str, Any]:
+Z_FORMS = {
+    "raw": "|UᵀYŷ| (raw logits, as the authors' moon_fig_2.py)",
+    "centred": "|UᵀY(ŷ − ŷ₀)| (centred at initialisation, Eq. 3-4)",
+}
+
+
+def moons_responses(
+    feats: list, y_sn, logits_stn, *, indices=(1, 6), top_aligned: int = 2, centred: bool = False
+) -> dict[str, Any]:
     """Fig. 1(d): |z| = |UᵀYŷ| (Eq. 4) along training for the initial network's NTK features, per seed.
+
+    ``centred=False`` (the default, the authors' form) uses the raw logits ŷ; ``centred=True`` uses ŷ − ŷ₀, the
+    change since initialisation, which is what Eq. 3-4 describe (the network is linearised around θ₀, so
+    ``z = UᵀY(ŷ − ŷ₀) = SVᵀ(θ − θ₀)``); ŷ₀ is the first record, the pre-update forward pass at step 0
+    (``logits_stn[:, 0]``), so with ``centred=True`` every curve starts at exactly 0. :data:`Z_FORMS` labels both.
 
     ``authors``: the directions with 0-based indices ``indices`` (the authors' choice, SPEC §1.4);
     ``aligned``: per seed, the ``top_aligned`` directions carrying the largest share (1ᵀu_k)²/n of the labels
@@ -322,6 +348,9 @@ def moons_responses(feats: list, y_sn, logits_stn, *, indices=(1, 6), top_aligne
     "aligned_index": (S, top_aligned), "strength_authors": (S, k), "strength_aligned": (S, k)}``.
     """
     auth, ali, ali_idx, s_auth, s_ali = [], [], [], [], []
+    logits_stn = np.asarray(logits_stn)
+    if centred:
+        logits_stn = logits_stn - logits_stn[:, :1]
     for s, f in enumerate(feats):
         z = np.abs(np.asarray(features.responses(f, np.asarray(y_sn[s]), jnp.asarray(logits_stn[s]))))
         share = np.asarray(features.label_alignment(f).energy)
@@ -386,6 +415,9 @@ def train_moons_case(
 MOONS_TABLE_COLUMNS = (
     "case",
     "margin",
+    "margin / bound",
+    "bound",
+    "linear SVM margin",
     "vertical |∂ŷ/∂x₂|",
     "vertical share",
     "acc (x₂ := mean)",
@@ -405,6 +437,9 @@ def moons_table_row(name: str, c: dict[str, Any]) -> dict[str, str]:
     return {
         "case": name,
         "margin": pm("margin"),
+        "margin / bound": pm("margin_rel", "{:.2f}"),
+        "bound": pm("margin_bound"),
+        "linear SVM margin": pm("svm_margin"),
         "vertical |∂ŷ/∂x₂|": pm("vertical_dependence"),
         "vertical share": pm("vertical_share", "{:.2f}"),
         "acc (x₂ := mean)": pm("acc_x2_mean", "{:.3f}"),
@@ -419,8 +454,10 @@ def moons_table_row(name: str, c: dict[str, Any]) -> dict[str, str]:
 def run_moons(cfg, run_dir, *, linear_study: Callable | None = None) -> dict[str, Any]:
     """``make moons``: train every case of ``cfg.run`` (seeds vmapped), measure it, draw Fig. 1 and the App. B grid.
 
-    Writes ``summary.json`` (``cases.<name>``: ``margin_mean/std``, ``vertical_dependence_mean/std``,
-    ``train_acc_mean/std``, ... and per-seed lists; ``fig1d``: final |z| per case), ``table.md``,
+    Writes ``summary.json`` (``cases.<name>``: ``margin_mean/std``, ``margin_rel_mean/std`` (margin / best
+    achievable), ``margin_bound_mean/std`` (that bound), ``svm_margin_mean/std`` (linear hard-margin SVM),
+    ``vertical_dependence_mean/std``, ``train_acc_mean/std``, ... and per-seed lists; ``fig1d``: final |z| per
+    case; ``fig1d_responses``: which z the figure shows, raw or centred), ``table.md``,
     ``metrics.jsonl`` (one record per case and seed), ``fig1.{png,pdf}`` (a-d), ``appendix_b.{png,pdf}``,
     ``fig1d_z.npz`` (the z-curves) and, with ``linear.enabled``, the linearised-vs-real study
     (``linear.md``, ``linear_vs_real.{png,pdf}``, ``summary.json: linear``).
@@ -438,8 +475,12 @@ def run_moons(cfg, run_dir, *, linear_study: Callable | None = None) -> dict[str
         "margin_method": (
             f"min over training points of the signed distance (negative if misclassified) to the zero level of ŷ, "
             f"located on a {cfg.margin_grid_n}² grid over [−{cfg.margin_grid_lim}, {cfg.margin_grid_lim}]² by linear "
-            f"interpolation along grid edges (step {2 * cfg.margin_grid_lim / (cfg.margin_grid_n - 1):.4f})"
+            f"interpolation along grid edges (step {2 * cfg.margin_grid_lim / (cfg.margin_grid_n - 1):.4f}); "
+            "margin_rel = margin / margin_bound, margin_bound = half the smallest inter-class distance of that "
+            "seed's data (the best any classifier right on every training point can do); svm_margin = the "
+            "hard-margin linear SVM's margin on the same data (negative: not linearly separable)"
         ),
+        "fig1d_responses": Z_FORMS["centred" if cfg.get("z_centred", False) else "raw"],
     }
     heat, data0, z_curves = {}, {}, {}
     for name in cfg.run:
@@ -466,7 +507,12 @@ def run_moons(cfg, run_dir, *, linear_study: Callable | None = None) -> dict[str
         if name in cfg.fig1 and arch.n_hidden == 1 and not arch.batchnorm:
             feats = moons_init_features(arch, result.params0, x, y)
             z = moons_responses(
-                feats, y, result.logits_stn, indices=tuple(cfg.z_indices), top_aligned=cfg.top_aligned
+                feats,
+                y,
+                result.logits_stn,
+                indices=tuple(cfg.z_indices),
+                top_aligned=cfg.top_aligned,
+                centred=bool(cfg.get("z_centred", False)),
             )
             z_curves[name] = {"steps": result.record_steps, **z}
             summary["fig1d"][name] = {
@@ -499,7 +545,12 @@ def run_moons(cfg, run_dir, *, linear_study: Callable | None = None) -> dict[str
         if fig1:
             titles = {n: cfg.cases[n].title for n in fig1}
             fig = moons_plots.fig1(
-                axis, {n: heat[n] for n in fig1}, {n: data0[n] for n in fig1}, z_curves, titles
+                axis,
+                {n: heat[n] for n in fig1},
+                {n: data0[n] for n in fig1},
+                z_curves,
+                titles,
+                centred=bool(cfg.get("z_centred", False)),
             )
             run_dir.save_figure(fig, "fig1")
         grid_cases = [n for n in cfg.appendix_b if n in heat]

@@ -69,19 +69,25 @@ def z_curves(
     ax.legend(fontsize=6, frameon=False)
 
 
-def fig1(axis_g, heatmaps, data0, curves, titles: Mapping[str, str] | None = None) -> Figure:
-    """NeurIPS Fig. 1: (a)-(c) heatmaps of the cases in ``heatmaps`` and (d) z-curves, plus a second row with the
-    z-curves of the directions most aligned with the labels (per seed)."""
+def fig1(
+    axis_g, heatmaps, data0, curves, titles: Mapping[str, str] | None = None, centred: bool = False
+) -> Figure:
+    """NeurIPS Fig. 1: (a)-(c) heatmaps of the cases in ``heatmaps`` and (d) z-curves, plus a panel with the
+    z-curves of the directions most aligned with the labels (per seed). ``centred`` says which responses
+    ``curves`` holds (raw ``UᵀYŷ``, the authors' form, or ``UᵀY(ŷ − ŷ₀)``); the (d) titles and axis label name it."""
     titles = titles or {}
     names = list(heatmaps)
     fig, axes = plt.subplots(1, len(names) + 2, figsize=(2.7 * (len(names) + 2), 3))
     for ax, name, letter in zip(axes, names, "abcdefgh", strict=False):
         logit_heatmap(ax, axis_g, heatmaps[name], *data0[name], title=f"({letter}) {titles.get(name, name)}")
     if curves:
+        form = "|UᵀY(ŷ − ŷ₀)|" if centred else "|UᵀYŷ|"
         z_curves(axes[len(names)], curves, "authors", labels=("idx 1", "idx 6"))
-        axes[len(names)].set_title("(d) |z|, NTK directions 1 and 6", fontsize=9)
+        axes[len(names)].set_title(f"(d) {form}, NTK directions 1 and 6", fontsize=9)
         z_curves(axes[len(names) + 1], curves, "aligned", labels=("top-1 aligned", "top-2 aligned"))
-        axes[len(names) + 1].set_title("(d') |z|, most label-aligned", fontsize=9)
+        axes[len(names) + 1].set_title(f"(d') {form}, most label-aligned", fontsize=9)
+        for ax in axes[len(names) :]:
+            ax.set_ylabel(("centred " if centred else "raw ") + form)
     else:
         for ax in axes[len(names) :]:
             ax.set_axis_off()
