@@ -5,7 +5,8 @@ Part 1 — K = Φ₀Φ₀ᵀ on n random inputs (float32, as trained) for the Fi
 
 - ``raw-structured``: ``neural_tangents.empirical_ntk_fn`` (structured derivatives), jitted, called directly;
 - ``nt-structured`` / ``nt-jacobian`` / ``nt-ntvp``: ``gs_jax.ntk.empirical_ntk(backend="nt")`` with each of
-  neural-tangents' implementations; ``nt-blocked``: structured, ``batch_size=B`` (bounded working memory);
+  neural-tangents' implementations (default ``batch_size="auto"``: 512-blocks beyond 768 examples on CPU);
+  ``nt-one-call``: structured in one call (``batch_size=None``); ``nt-blocked``: structured, ``batch_size=B``;
 - ``jax-jacobian`` / ``jax-ntvp``: gs-jax's own implementations on public jax (``backend="jax"``);
   ``jax-blocked``: Jacobian contraction with ``batch_size=B``;
 - ``brute-jacrev``: ``jax.jacrev`` of the flattened model, then J Jᵀ.
@@ -126,7 +127,8 @@ def _methods(apply_fn, params, x, n: int, dense_max: int, block: int) -> dict:
         raw = _raw_structured(apply_fn)
         methods |= {
             "raw-structured": (lambda: raw(params, x), True),
-            "nt-structured": (ours("nt", "structured"), True),
+            "nt-structured": (ours("nt", "structured"), True),  # batch_size="auto": blocks beyond 768 on CPU
+            "nt-one-call": (ours("nt", "structured", batch_size=None), n > 768),
             "nt-blocked": (ours("nt", "structured", batch_size=block), n > block),
             "nt-jacobian": (ours("nt", "jacobian"), n <= dense_max),
             "nt-ntvp": (ours("nt", "ntvp"), n <= dense_max),

@@ -392,6 +392,21 @@ def _slice_rows(x: Any, start: int, stop: int) -> Any:
     return jax.tree_util.tree_map(lambda a: a[start:stop], x)
 
 
+#: ``batch_size="auto"``: on CPU, Grams beyond this many examples are computed in blocks of AUTO_BLOCK rows.
+AUTO_BLOCK_ABOVE = 768
+AUTO_BLOCK = 512
+
+
+def auto_batch_size(n1: int, n2: int) -> int | None:
+    """The block size ``batch_size="auto"`` picks: None (one call) on accelerators and for small Grams; on CPU
+    blocks of 512 beyond 768 examples. Measured with jax 0.9.2 on 2 CPU cores, the CMNIST MLP Gram at n = 1024
+    takes 0.030 s in one call and 0.020 s in 512-blocks (jax 0.4.25 took 0.020 s in one call), and the blocks bound
+    the working memory by the block instead of by n."""
+    if jax.default_backend() != "cpu" or max(n1, n2) <= AUTO_BLOCK_ABOVE:
+        return None
+    return AUTO_BLOCK
+
+
 def empirical_ntk(
     apply_fn: ApplyFn,
     params: Any,
@@ -400,7 +415,7 @@ def empirical_ntk(
     *,
     implementation: str | None = None,
     backend: str = "auto",
-    batch_size: int | None = None,
+    batch_size: int | str | None = "auto",
     vmap_axes: Any = 0,
     max_bytes: int = DENSE_LIMIT_BYTES,
     progress: Progress | None = None,
@@ -418,7 +433,8 @@ def empirical_ntk(
         where it can be imported, see :func:`nt_available`).
       batch_size: compute K in ``batch_size × batch_size`` blocks (the last block padded, so one compilation),
         which bounds the working memory by the block instead of by n; the dense result is assembled on the host.
-        For x2=None only the upper block triangle is computed.
+        For x2=None only the upper block triangle is computed. ``"auto"`` (default): see :func:`auto_batch_size`;
+        ``None``: one call.
       vmap_axes: the batch axis of ``apply_fn`` for neural-tangents (0: examples independent, the usual case;
         ``None`` for a model that mixes examples, e.g. BatchNorm in training mode).
       max_bytes: refuse (GsJaxError) a dense result, or an unbatched Jacobian contraction, larger than this.
@@ -439,8 +455,13 @@ def empirical_ntk(
         "or compute it in row blocks K(x1[i:i+b], x2) with batch_size=... and consume each block, "
         "or raise max_bytes",
     )
+    if batch_size == "auto":
+        batch_size = auto_batch_size(n1, n2)
     if batch_size is not None:
-        check(int(batch_size) >= 1, f"batch_size must be a positive integer, got {batch_size}")
+        check(
+            isinstance(batch_size, (int, np.integer)) and int(batch_size) >= 1,
+            f"batch_size must be a positive integer, 'auto' or None, got {batch_size!r}",
+        )
     rows = n1 + n2 if batch_size is None else 2 * min(int(batch_size), max(n1, n2))
     jac_bytes = rows * k * m * item
     check(

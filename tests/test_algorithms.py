@@ -94,7 +94,17 @@ def test_penalty_weight_below_one_is_not_divided(envs):
     np.testing.assert_allclose(call(hp, 3, z, y, params)[0], r0 + r1 + 0.5 * (r0 - r1) ** 2, rtol=1e-10)
 
 
+def test_sd_per_class_against_numpy(envs):
+    """Σ_c λ_c/2 · mean_{y=c}(ŷ − γ_c)² over both environments, on top of the mean BCE."""
+    z, y, params, _ = envs
+    lam, gam = (0.3, 0.1), (-0.5, 2.0)
+    hp = algorithms.Hyper("sd_per_class", sd_lam_c=lam, sd_gamma_c=gam)
+    zf, yf = z.reshape(-1), y.reshape(-1)
+    pen = sum(lam[c] / 2 * np.mean((zf[yf == c] - gam[c]) ** 2) for c in (0, 1))
+    np.testing.assert_allclose(call(hp, 0, z, y, params)[0], nll(zf, yf) + pen, rtol=1e-10)
+
+
 def test_registry():
-    assert set(algorithms.ALGORITHMS) == {"erm", "sd", "irm", "vrex"}
+    assert set(algorithms.ALGORITHMS) == {"erm", "sd", "sd_per_class", "irm", "vrex"}
     with pytest.raises(GsJaxError, match="choose from"):
         algorithms.get("dro")

@@ -129,6 +129,8 @@ def test_backend_selection(x64):
     in one line; an unknown backend is named."""
     assert ntk.resolve_backend("auto") == ("nt" if ntk.nt_available() else "jax")
     assert ntk.resolve_backend("jax") == "jax"
+    if jax.default_backend() == "cpu":  # "auto" blocks large Grams on CPU (faster there, bounded memory)
+        assert ntk.auto_batch_size(1024, 1024) == 512 and ntk.auto_batch_size(768, 100) is None
     apply_fn, params, x = _setup(DeepMLP(1), (4, 4))
     with pytest.raises(GsJaxError, match="not available on the jax backend.*structured derivatives"):
         ntk.empirical_ntk(apply_fn, params, x, implementation="structured", backend="jax")

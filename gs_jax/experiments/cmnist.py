@@ -151,7 +151,7 @@ def train_restarts(
 
 
 def _hyper(block, max_steps: int = 0) -> algorithms.Hyper:
-    hp = algorithms.Hyper(**{k: block[k] for k in algorithms.Hyper._fields})
+    hp = algorithms.Hyper(**{k: block[k] for k in algorithms.Hyper._fields if k in block})
     return hp._replace(steps=min(hp.steps, max_steps)) if max_steps > 0 else hp
 
 
