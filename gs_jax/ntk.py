@@ -37,6 +37,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from gs_jax import _nt_compat
+from gs_jax._ntk_jax import as_2d as _as_2d
+from gs_jax._ntk_jax import jax_kernel as _jax_kernel
 from gs_jax.errors import GsJaxError, check
 
 ApplyFn = Callable[[Any, Any], jnp.ndarray]
@@ -175,16 +177,6 @@ def _abstract_output(apply_fn: ApplyFn, params: Any, x: Any) -> Any:
     return _cached_output(apply_fn, _spec(params), _spec(x))
 
 
-def _as_2d(apply_fn: ApplyFn) -> ApplyFn:
-    """``apply_fn`` with its logits reshaped to ``(n, k)`` (binary ``(n,)`` becomes ``(n, 1)``)."""
-
-    def f(params, x):
-        out = apply_fn(params, x)
-        return out.reshape(out.shape[0], -1)
-
-    return f
-
-
 def num_params(params: Any) -> int:
     """m, the number of scalar parameters (columns of Φ₀)."""
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
@@ -238,14 +230,7 @@ def _cached_kernel_fn(apply_fn: ApplyFn, backend: str, method: Any, vmap_axes: A
 def _make_kernel_fn(apply_fn: ApplyFn, backend: str, method: Any, vmap_axes: Any, binary: bool) -> Callable:
     """A jitted ``kernel(params, x1, x2)`` giving ``(n1 * k, n2 * k)`` (``(n1, n2)`` for binary logits)."""
     if backend == "jax":
-        ntk_nnkk = _jax_kernel(apply_fn, method, vmap_axes)
-
-        def kernel(params, x1, x2):
-            k_nnkk = ntk_nnkk(params, x1, x2)  # (n1, n2, k, k)
-            n1, n2, k, _ = k_nnkk.shape
-            return k_nnkk.transpose(0, 2, 1, 3).reshape(n1 * k, n2 * k)
-
-        return jax.jit(kernel)
+        return jax.jit(_example_major(_jax_kernel(apply_fn, method, vmap_axes)))
     nt = _nt()
     if binary:
         # (n,) logits: neural-tangents returns (n1, n2) directly; carrying a singleton output axis instead makes
@@ -258,13 +243,18 @@ def _make_kernel_fn(apply_fn: ApplyFn, backend: str, method: Any, vmap_axes: Any
         )
         return jax.jit(lambda params, x1, x2: fn(x1, x2, params))
     fn = nt.empirical_ntk_fn(_as_2d(apply_fn), trace_axes=(), vmap_axes=vmap_axes, implementation=method)
+    return jax.jit(_example_major(lambda params, x1, x2: fn(x1, x2, params)))
+
+
+def _example_major(ntk_nnkk: Callable) -> Callable:
+    """``kernel(params, x1, x2)``: the ``(n1, n2, k, k)`` Gram of ``ntk_nnkk`` as ``(n1 * k, n2 * k)``."""
 
     def kernel(params, x1, x2):
-        k_nnkk = fn(x1, x2, params)  # (n1, n2, k, k)
+        k_nnkk = ntk_nnkk(params, x1, x2)
         n1, n2, k, _ = k_nnkk.shape
         return k_nnkk.transpose(0, 2, 1, 3).reshape(n1 * k, n2 * k)
 
-    return jax.jit(kernel)
+    return kernel
 
 
 def _kernel_fn(
@@ -294,85 +284,6 @@ def _kernel_fn(
     except TypeError:  # unhashable apply_fn / vmap_axes: build (and compile) afresh
         return _make_kernel_fn(apply_fn, backend, method, vmap_axes, binary)
     return _cached_kernel_fn(apply_fn, backend, method, vmap_axes, binary)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The jax backend: Jacobian contraction and NTK-vector products on public jax
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _per_example(apply_fn: ApplyFn) -> Callable:
-    """``g(params, x_i) -> (k,)``: the model on one example (batch axis added and removed)."""
-    f2 = _as_2d(apply_fn)
-    return lambda p, xi: f2(p, jax.tree_util.tree_map(lambda a: a[None], xi))[0]
-
-
-def _jacobians(apply_fn: ApplyFn, params: Any, x: Any, vmap_axes: Any) -> Any:
-    """∂ŷ/∂θ as a parameter-shaped pytree with leaves ``(n, k, *leaf.shape)``.
-
-    ``vmap_axes=0``: one reverse-mode Jacobian per example, vmapped (k VJPs on one example each — the cost of n·k
-    backward passes, independent of how examples interact in the batch). ``None``: the Jacobian of the whole batch
-    (for models that mix examples, e.g. BatchNorm in training mode): n·k VJPs through the full batch.
-    """
-    if vmap_axes is None:
-        return jax.jacrev(lambda p: _as_2d(apply_fn)(p, x))(params)
-    check(vmap_axes == 0, f"vmap_axes must be 0 or None on the jax backend, got {vmap_axes!r}")
-    return jax.vmap(jax.jacrev(_per_example(apply_fn)), in_axes=(None, 0))(params, x)
-
-
-def _contract(j1: Any, j2: Any) -> jnp.ndarray:
-    """Σ over parameter leaves of J₁ J₂ᵀ: ``(n1, k, ...) × (n2, k, ...) -> (n1, n2, k, k)``."""
-    terms = jax.tree_util.tree_map(
-        lambda a, b: jnp.einsum(
-            "ikp,jlp->ijkl", a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
-        ),
-        j1,
-        j2,
-    )
-    return functools.reduce(jnp.add, jax.tree_util.tree_leaves(terms))
-
-
-def _jax_kernel(apply_fn: ApplyFn, method: str, vmap_axes: Any) -> Callable:
-    """``ntk(params, x1, x2) -> (n1, n2, k, k)`` by Jacobian contraction or NTK-vector products (x2=None: x1)."""
-    if method == "jacobian":
-
-        def ntk_jac(params, x1, x2):
-            j1 = _jacobians(apply_fn, params, x1, vmap_axes)
-            j2 = j1 if x2 is None else _jacobians(apply_fn, params, x2, vmap_axes)
-            return _contract(j1, j2)
-
-        return ntk_jac
-
-    f2 = _as_2d(apply_fn)
-
-    def ntk_vp_cols(params, x1, x2):
-        """Column (j, l) of K is Φ₀(x1) Φ₀(x2)ᵀ e_jl: a VJP of the basis cotangent e_jl at x2 (one example when the
-        examples are independent), then a JVP at x1; vmapped over all n2·k basis vectors."""
-        xb = x1 if x2 is None else x2
-        n2 = jax.tree_util.tree_leaves(xb)[0].shape[0]
-        k = jax.eval_shape(f2, params, jax.tree_util.tree_map(lambda a: a[:1], x1)).shape[1]
-        eye = jnp.eye(k, dtype=jax.eval_shape(f2, params, x1).dtype)
-
-        def jvp_x1(tangent):
-            return jax.jvp(lambda p: f2(p, x1), (params,), (tangent,))[1]  # (n1, k)
-
-        if vmap_axes is None:
-            _, vjp = jax.vjp(lambda p: f2(p, xb), params)
-            basis = jnp.eye(n2 * k, dtype=eye.dtype).reshape(n2 * k, n2, k)
-            cols = jax.vmap(lambda c: jvp_x1(vjp(c)[0]))(basis)  # (n2 * k, n1, k)
-            cols = cols.reshape(n2, k, *cols.shape[1:])
-        else:
-            check(vmap_axes == 0, f"vmap_axes must be 0 or None on the jax backend, got {vmap_axes!r}")
-            g = _per_example(apply_fn)
-
-            def col(xj, e_l):
-                _, vjp = jax.vjp(lambda p: g(p, xj), params)
-                return jvp_x1(vjp(e_l)[0])  # (n1, k)
-
-            cols = jax.vmap(lambda xj: jax.vmap(lambda e: col(xj, e))(eye))(xb)  # (n2, k, n1, k)
-        return cols.transpose(2, 0, 3, 1)  # (n1, n2, k_x1, k_x2)
-
-    return ntk_vp_cols
 
 
 def _pad_rows(x: Any, size: int) -> Any:

@@ -23,7 +23,7 @@ import optax
 from gs_jax import algorithms, losses, models, runs, trainer
 from gs_jax.data import colored_mnist, mnist
 from gs_jax.errors import check
-from gs_jax.reporting import markdown_table
+from gs_jax.reporting import markdown_table, mean_std_str
 
 eval_steps = trainer.eval_steps
 
@@ -191,7 +191,7 @@ def table2_rows(summary: dict[str, Any], paper: dict[str, Any]) -> list[dict[str
     """Rows of Table 2 (ours and the paper's, in %) from a run summary."""
 
     def pm(m, s):
-        return "—" if m is None else f"{100 * m:.1f} ± {100 * s:.1f}"
+        return mean_std_str(None if m is None else 100 * m, None if s is None else 100 * s, "{:.1f}")
 
     rows = []
     for name, m in summary["methods"].items():

@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gs_jax import features, losses, models, ntk, runs, trainer
+from gs_jax import features, losses, metrics, models, ntk, runs, trainer
 from gs_jax.data import moons as moons_data
 from gs_jax.errors import GsJaxError, check
 from gs_jax.metrics import best_margin_bound, boundary_points, linear_svm_margin, signed_boundary_distances
 from gs_jax.plotting import moons as moons_plots
-from gs_jax.reporting import markdown_table
+from gs_jax.reporting import markdown_table, mean_std_str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,9 +371,9 @@ def moons_responses(
 
 
 def _mean_std(v) -> tuple[float | None, float | None]:
-    v = np.asarray(v, np.float64)
-    v = v[np.isfinite(v)]
-    return (float(np.mean(v)), float(np.std(v))) if v.size else (None, None)
+    """``metrics.mean_std`` (finite values, population std) with None instead of NaN when nothing is finite."""
+    m, s = metrics.mean_std(v)
+    return (None, None) if np.isnan(m) else (m, s)
 
 
 def train_moons_case(
@@ -431,8 +431,7 @@ MOONS_TABLE_COLUMNS = (
 
 def moons_table_row(name: str, c: dict[str, Any]) -> dict[str, str]:
     def pm(key, fmt="{:.3f}"):
-        m, s = c.get(f"{key}_mean"), c.get(f"{key}_std")
-        return "—" if m is None else f"{fmt.format(m)} ± {fmt.format(s)}"
+        return mean_std_str(c.get(f"{key}_mean"), c.get(f"{key}_std"), fmt)
 
     return {
         "case": name,
