@@ -15,8 +15,8 @@ ARGS   ?=
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons robustness notebooks \
-        data-mnist data-fashion data-cifar bench bench-peers clean
+.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group notebooks \
+        data-mnist data-fashion data-cifar data-celeba bench bench-peers clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/lates
 robustness: $(STAMP) data-fashion  ## Table 1 + Fig. 2 analogues on Fashion-MNIST (clean/PGD acc, margin CDF, ERM vs SD) -> runs/robustness/latest
 	$(PY) train/robustness.py $(ARGS)
 
+worst-group: $(STAMP) data-fashion  ## Table 3 analogue: avg / worst-group acc of ERM, SD, Group DRO, JTT, DFR (dominoes; CelebA via ARGS) -> runs/worst_group/latest
+	$(PY) train/worst_group.py $(ARGS)
+
 notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.py
 
@@ -101,6 +104,9 @@ data-fashion: $(STAMP)  ## install Fashion-MNIST IDX files (Debian package, else
 data-cifar: $(STAMP)  ## download CIFAR-10 and CIFAR-100 (python pickle batches) into GS_DATA_DIR (default data/; needs internet)
 	@$(PY) -m gs_jax.data.cifar download $${GS_DATA_DIR:-data} --dataset cifar10
 	@$(PY) -m gs_jax.data.cifar download $${GS_DATA_DIR:-data} --dataset cifar100
+
+data-celeba: $(STAMP)  ## download CelebA (aligned images + attribute and partition lists) into GS_DATA_DIR/celeba (default data/; needs internet)
+	@$(PY) -m gs_jax.data.celeba_download download $${GS_DATA_DIR:-data}/celeba
 
 bench: $(STAMP)  ## run every benchmark under benchmarks/ and print its table
 	@for b in benchmarks/*.py; do [ $$b = benchmarks/device_check.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done

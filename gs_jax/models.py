@@ -1,15 +1,19 @@
 """Flax linen models (float32 by default).
 
 Sections: Colored MNIST MLP (Section 4.3 of the paper), two-moons networks (Section 2, Appendix B), and the CIFAR
-robustness networks (Section 4.2: the Fig. 2 LeNet-like net, VGG-16-BN, PreAct-ResNet).
+robustness networks (Section 4.2: the Fig. 2 LeNet-like net, VGG-16-BN, PreAct-ResNet), and the CelebA worst-group
+network (Section 4.3: torchvision's ResNet-50 layout, with a loader for torchvision state dicts).
 Initialisers follow the authors' PyTorch code where the experiment depends on it (see each class).
 """
 
 from __future__ import annotations
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gs_jax.errors import check
 
@@ -189,6 +193,46 @@ class LeNetFig2(nn.Module):
         return TorchDense(self.num_classes)(h)
 
 
+def _im2col_conv(h, kernel, bias):
+    """VALID k×k convolution as one matmul over the stacked shifted views (NHWC input, HWIO kernel)."""
+    kh, kw, _, f = kernel.shape
+    _, hh, ww, _ = h.shape
+    cols = [h[:, i : i + hh - kh + 1, j : j + ww - kw + 1, :] for i in range(kh) for j in range(kw)]
+    return jnp.concatenate(cols, axis=-1) @ kernel.reshape(-1, f) + bias
+
+
+def _pool2(h):
+    n, hh, ww, c = h.shape
+    return h[:, : hh // 2 * 2, : ww // 2 * 2].reshape(n, hh // 2, 2, ww // 2, 2, c).max(axis=(2, 4))
+
+
+def lenet_fig2_features(params, x_nhwc, negative_slope: float = 0.01):
+    """The penultimate activations (n, 192) of :class:`LeNetFig2` on its own parameter tree (see
+    :func:`lenet_fig2_apply`); the last layer maps them to the logits."""
+    _check_images(x_nhwc, "lenet_fig2_features")
+
+    def act(z):
+        return jax.nn.leaky_relu(z, negative_slope)
+
+    h = x_nhwc
+    for name in ("Conv_0", "Conv_1"):
+        h = _pool2(act(_im2col_conv(h, params[name]["kernel"], params[name]["bias"])))
+    h = h.reshape(h.shape[0], -1)
+    for name in ("TorchDense_0", "TorchDense_1"):
+        h = act(h @ params[name]["kernel"] + params[name]["bias"])
+    return h
+
+
+def lenet_fig2_apply(params, x_nhwc, negative_slope: float = 0.01):
+    """:class:`LeNetFig2` on its own parameter tree, with im2col convolutions and a reshape max-pool: the same
+    function (the tests compare them), written for speed. XLA:CPU runs ``lax.conv`` inside a ``while`` loop (the
+    trainer's ``lax.scan`` chunks, the attacks' ``fori_loop``) about 10× slower than outside one, and
+    ``max_pool``'s backward (select-and-scatter) another 4× slower; the im2col form runs at matmul speed in both
+    places. Returns logits (n, num_classes)."""
+    h = lenet_fig2_features(params, x_nhwc, negative_slope)
+    return h @ params["TorchDense_2"]["kernel"] + params["TorchDense_2"]["bias"]
+
+
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
@@ -303,3 +347,108 @@ class PreActResNet(nn.Module):
         h = nn.relu(_batch_norm(train)(h))
         h = jnp.mean(h, axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=_kaiming_fan_out, bias_init=nn.initializers.zeros)(h)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CelebA worst-group network (Section 4.3, Table 3; SPEC §4.2): torchvision's ResNet-50 layout, one logit
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _conv(features: int, k: int, stride: int, name: str) -> nn.Conv:
+    pad = (k - 1) // 2
+    return nn.Conv(
+        features, (k, k), (stride, stride), padding=((pad, pad), (pad, pad)), use_bias=False, name=name
+    )
+
+
+def _bn(train: bool, name: str, scale_init=nn.initializers.ones) -> nn.BatchNorm:
+    # torch BatchNorm2d: momentum 0.1 (flax 0.9), eps 1e-5
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=scale_init, name=name
+    )
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ``Bottleneck`` (v1.5: the stride on the 3×3 conv): 1×1 → 3×3 → 1×1 (×4), projection shortcut
+    ``downsample`` when the shape changes. Sub-module names follow torchvision's state-dict keys."""
+
+    planes: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        out = nn.relu(_bn(train, "bn1")(_conv(self.planes, 1, 1, "conv1")(x)))
+        out = nn.relu(_bn(train, "bn2")(_conv(self.planes, 3, self.stride, "conv2")(out)))
+        out = _bn(train, "bn3")(_conv(self.planes * 4, 1, 1, "conv3")(out))
+        if self.stride != 1 or x.shape[-1] != self.planes * 4:
+            x = _bn(train, "downsample_1")(_conv(self.planes * 4, 1, self.stride, "downsample_0")(x))
+        return nn.relu(out + x)
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet with bottleneck blocks: ``stage_sizes`` (3, 4, 6, 3) and ``width`` 64 is ResNet-50
+    (23.5 M parameters + the head). The head is a fresh ``Linear(2048 → num_outputs)`` with torch's default init,
+    as the authors replace ``fc`` (SPEC §4.2). ``features_only=True`` returns the pooled features (n, 8·width·…)
+    (DFR refits the head on them). Input (n, H, W, 3), already normalised; returns (n, num_outputs)."""
+
+    stage_sizes: tuple = (3, 4, 6, 3)
+    width: int = 64
+    num_outputs: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, features_only: bool = False):
+        _check_images(x, "ResNet")
+        h = nn.relu(_bn(train, "bn1")(_conv(self.width, 7, 2, "conv1")(x)))
+        h = nn.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        for i, blocks in enumerate(self.stage_sizes):
+            for j in range(blocks):
+                stride = 2 if (i > 0 and j == 0) else 1
+                h = Bottleneck(self.width * 2**i, stride, name=f"layer{i + 1}_{j}")(h, train)
+        h = jnp.mean(h, axis=(1, 2))
+        if features_only:
+            return h
+        return TorchDense(self.num_outputs, name="fc")(h)
+
+
+def load_torchvision_resnet(variables, arrays, *, skip=("fc.",)):
+    """``variables`` ({"params", "batch_stats"} of :class:`ResNet`) with every entry replaced by the tensor of a
+    torchvision ResNet ``state_dict`` (``arrays``: a mapping name → array, e.g. ``np.load("resnet50.npz")``).
+
+    Names map ``layer1.0.downsample.1.running_mean`` → ``batch_stats/layer1_0/downsample_1/mean``; conv weights
+    (O, I, kh, kw) → kernels (kh, kw, I, O); BatchNorm ``weight``/``bias`` → ``scale``/``bias``; ``num_batches_tracked``
+    is dropped; keys starting with ``skip`` (the ImageNet ``fc``, replaced by the one-logit head) are left at their
+    initialisation. Every other key must find its slot with the same shape, and every slot outside ``skip`` must be
+    filled, else a clear error: a checkpoint of another depth or width cannot load silently half-way.
+    """
+    import flax
+
+    flat = {k: v for k, v in flax.traverse_util.flatten_dict(flax.core.unfreeze(variables), sep="/").items()}
+    filled = set()
+    for name, value in arrays.items():
+        if name.endswith("num_batches_tracked") or any(name.startswith(s) for s in skip):
+            continue
+        *path, leaf = name.split(".")
+        module = re.sub(r"(layer\d+|downsample)/(\d+)", r"\1_\2", "/".join(path))
+        value = np.asarray(value)
+        if leaf == "weight" and value.ndim == 4:
+            target, value = f"params/{module}/kernel", value.transpose(2, 3, 1, 0)
+        elif leaf == "weight" and value.ndim == 2:
+            target, value = f"params/{module}/kernel", value.T
+        else:
+            target = {"weight": f"params/{module}/scale", "bias": f"params/{module}/bias",
+                      "running_mean": f"batch_stats/{module}/mean", "running_var": f"batch_stats/{module}/var"}.get(
+                leaf, "")  # fmt: skip
+        check(target in flat, f"checkpoint key '{name}' has no place in this ResNet (depth/width differ?)")
+        check(
+            flat[target].shape == value.shape,
+            f"checkpoint key '{name}' has shape {value.shape}, the ResNet expects {flat[target].shape}",
+        )
+        flat[target] = jnp.asarray(value, flat[target].dtype)
+        filled.add(target)
+    head = tuple(f"params/{s.rstrip('.')}/" for s in skip)
+    missing = [k for k in flat if k not in filled and not k.startswith(head)]
+    check(
+        not missing,
+        f"the checkpoint lacks {len(missing)} ResNet entries (first: '{missing[0] if missing else ''}')",
+    )
+    return flax.traverse_util.unflatten_dict(flat, sep="/")

@@ -29,6 +29,7 @@ MEASURED_MAX_CELL_S = {
     "theorem2": 13,
     "two_moons": 18,
     "robustness": 25,
+    "worst_group": 14,  # measured on an idle machine (13.5 s)
 }
 
 
@@ -151,12 +152,34 @@ def _check_robustness(text, pngs, runs_dir):
     assert pngs >= 2  # adversarial examples and the margin CDF
 
 
+def _check_worst_group(text, pngs, runs_dir):
+    # each method's worst group is the minimum of its four printed group accuracies (to the print's rounding), and
+    # the average lies between the smallest and the largest group; Group DRO's weights are a distribution
+    rows = re.findall(
+        r"(ERM|SD|Group DRO): test average ([0-9.]+) %, worst group ([0-9.]+) %, per group (.*)", text
+    )
+    assert [r[0] for r in rows] == ["ERM", "SD", "Group DRO"], rows
+    for _, avg, worst, groups in rows:
+        accs = [float(v) for v in re.findall(r"g\d ([0-9.]+)", groups)]
+        assert (
+            len(accs) == 4 and abs(float(worst) - min(accs)) <= 0.051 and min(accs) <= float(avg) <= max(accs)
+        )
+    q = [
+        float(v) for v in re.search(r"weights q: \[([0-9. e-]+)\]", text.replace("\n", " ")).group(1).split()
+    ]
+    assert len(q) == 4 and abs(sum(q) - 1) < 0.01 and min(q) >= 0, q
+    dfr = _floats(r"DFR: test average [0-9.]+ %, worst group ([0-9.]+) %", text)
+    assert len(dfr) == 1 and 0 <= dfr[0] <= 100
+    assert pngs >= 2  # the four groups' images and the per-group curves
+
+
 CHECKS = {
     "colored_mnist": _check_colored_mnist,
     "robustness": _check_robustness,
     "ntk_features": _check_ntk_features,
     "theorem2": _check_theorem2,
     "two_moons": _check_two_moons,
+    "worst_group": _check_worst_group,
 }
 
 

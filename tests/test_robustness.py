@@ -49,7 +49,7 @@ def test_lenet_apply_is_the_flax_module(shape, k):
     module = models.LeNetFig2(num_classes=k)
     params = module.init(jax.random.PRNGKey(0), x)["params"]
     np.testing.assert_allclose(
-        robustness_core.lenet_apply(params, x), module.apply({"params": params}, x), rtol=1e-4, atol=1e-5
+        models.lenet_fig2_apply(params, x), module.apply({"params": params}, x), rtol=1e-4, atol=1e-5
     )
 
 

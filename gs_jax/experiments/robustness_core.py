@@ -1,10 +1,7 @@
 """Data, nets, trainer task and evaluation of the robustness experiment (``gs_jax.experiments.robustness``).
 
 The Fig. 2 LeNet (``models.LeNetFig2``) is initialised by its Flax module, but trained and attacked through
-:func:`lenet_apply`, the same function on the same parameter tree written with im2col matmuls and a reshape
-max-pool: XLA:CPU runs ``lax.conv`` inside a ``while`` loop (the trainer's ``lax.scan`` chunks, the attacks'
-``fori_loop``) about 10× slower than outside one, and ``max_pool``'s backward (select-and-scatter) another 4×
-slower; the im2col form runs at matmul speed in both places. The tests check it against the module.
+``models.lenet_fig2_apply``, the same function in im2col form (fast inside XLA:CPU loops; see its docstring).
 """
 
 from __future__ import annotations
@@ -143,35 +140,6 @@ def arch_of(net_cfg, num_classes: int, dataset: str) -> Arch:
     )
 
 
-def _im2col_conv(h, kernel, bias):
-    """VALID 5×5 (any k×k) convolution as one matmul over the stacked shifted views (NHWC, HWIO kernel)."""
-    kh, kw, _, f = kernel.shape
-    n, hh, ww, _ = h.shape
-    cols = [h[:, i : i + hh - kh + 1, j : j + ww - kw + 1, :] for i in range(kh) for j in range(kw)]
-    return jnp.concatenate(cols, axis=-1) @ kernel.reshape(-1, f) + bias
-
-
-def _pool2(h):
-    n, hh, ww, c = h.shape
-    return h[:, : hh // 2 * 2, : ww // 2 * 2].reshape(n, hh // 2, 2, ww // 2, 2, c).max(axis=(2, 4))
-
-
-def lenet_apply(params, x_nhwc, negative_slope: float = 0.01):
-    """``models.LeNetFig2`` on its own parameter tree, with im2col convolutions and a reshape max-pool (the same
-    function; fast inside XLA:CPU loops, see the module docstring). Returns logits (n, num_classes)."""
-
-    def act(z):
-        return jax.nn.leaky_relu(z, negative_slope)
-
-    h = x_nhwc
-    for name in ("Conv_0", "Conv_1"):
-        h = _pool2(act(_im2col_conv(h, params[name]["kernel"], params[name]["bias"])))
-    h = h.reshape(h.shape[0], -1)
-    for name in ("TorchDense_0", "TorchDense_1"):
-        h = act(h @ params[name]["kernel"] + params[name]["bias"])
-    return h @ params["TorchDense_2"]["kernel"] + params["TorchDense_2"]["bias"]
-
-
 def _normalize(arch: Arch, x):
     if not arch.mean:
         return x
@@ -182,7 +150,7 @@ def forward(arch: Arch, variables, x, train: bool = False):
     """``(logits, new batch statistics or {})``; ``variables`` = {"params": …, ["batch_stats": …]}."""
     x = _normalize(arch, x)
     if arch.name == "lenet":
-        return lenet_apply(variables["params"], x), {}
+        return models.lenet_fig2_apply(variables["params"], x), {}
     module = arch.module()
     if train and arch.batchnorm:
         out, new = module.apply(variables, x, train=True, mutable=["batch_stats"])
