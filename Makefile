@@ -15,7 +15,7 @@ ARGS   ?=
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group notebooks \
+.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group starvation notebooks \
         data-mnist data-fashion data-cifar data-celeba bench bench-peers clean
 
 help:  ## list the targets
@@ -84,6 +84,9 @@ robustness: $(STAMP) data-fashion  ## Table 1 + Fig. 2 analogues on Fashion-MNIS
 
 worst-group: $(STAMP) data-fashion  ## Table 3 analogue: avg / worst-group acc of ERM, SD, Group DRO, JTT, DFR (dominoes; CelebA via ARGS) -> runs/worst_group/latest
 	$(PY) train/worst_group.py $(ARGS)
+
+starvation: $(STAMP)  ## the starvation monitor on Colored MNIST (ERM vs SD responses) + Theorem 2 on the network -> runs/starvation/latest
+	$(PY) train/starvation.py $(ARGS)
 
 notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.py

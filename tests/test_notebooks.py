@@ -30,6 +30,7 @@ MEASURED_MAX_CELL_S = {
     "two_moons": 18,
     "robustness": 25,
     "worst_group": 14,  # measured on an idle machine (13.5 s)
+    "starvation": 3,  # idle machine (2.8 s)
 }
 
 
@@ -173,6 +174,20 @@ def _check_worst_group(text, pngs, runs_dir):
     assert pngs >= 2  # the four groups' images and the per-group curves
 
 
+def _check_starvation(text, pngs, runs_dir):
+    # the toy's shortcut coordinate is 10× the core's scale, so its feature is the stronger one; both features are
+    # found (distinct, |correlation| well above chance for n ≥ 256), and the responses are finite
+    found = re.findall(
+        r"(core|shortcut): feature (\d+), correlation ([-0-9.]+), strength s² = ([0-9.]+)", text
+    )
+    assert [f[0] for f in found] == ["core", "shortcut"] and found[0][1] != found[1][1], found
+    (_, _, c_core, s_core), (_, _, c_short, s_short) = found
+    assert abs(float(c_short)) > 0.5 and abs(float(c_core)) > 0.2 and float(s_short) > float(s_core)
+    z = _floats(r"response at the end z = ([-0-9.]+)", text)
+    assert len(z) == 2 and all(np.isfinite(z))
+    assert pngs >= 1
+
+
 CHECKS = {
     "colored_mnist": _check_colored_mnist,
     "robustness": _check_robustness,
@@ -180,6 +195,7 @@ CHECKS = {
     "theorem2": _check_theorem2,
     "two_moons": _check_two_moons,
     "worst_group": _check_worst_group,
+    "starvation": _check_starvation,
 }
 
 

@@ -105,6 +105,7 @@ def test_main_writes_the_contract(repo_root, in_tmp, monkeypatch, capsys):
         "starvation.pdf",
         "phase_map.png",
         "phase_map.csv",
+        "phase_magnitude.png",
     ):
         assert (run / name).exists(), name
     rows = list(csv.DictReader((run / "results.csv").open()))
@@ -134,6 +135,27 @@ def test_main_writes_the_contract(repo_root, in_tmp, monkeypatch, capsys):
             0.792
         )
         assert p["fails_where_z2_positive"] == 0 and p["abs_fails"] == 0 and p["fails"] == p["z2_negative"]
+    # the magnitude summary: starvation has a size on the z₂* > 0 side (elasticity < 0, not NaN)
+    assert summary["phase_magnitude"] and all(
+        m["min"] < 0 and m["median"] <= 0 for m in summary["phase_magnitude"]
+    )
+
+
+@pytest.mark.parametrize("equation", ["eq9", "eq10"])
+def test_elasticity_is_the_log_log_slope(equation):
+    # the phase map's d log|z₂*| / d log s₁² against a central finite difference of log z₂* in log s₁² (h = 1e-4:
+    # truncation O(h²) ≈ 1e-8, rounding of the 1e-14-converged roots ≈ 1e-10)
+    from gs_jax.experiments.theorem2 import phase_map
+
+    rows = phase_map((equation,), [0.3, 0.6], [2.0, 5.0], [0.5], 2.0)
+    h = 1e-4
+    for r in rows:
+        s1 = r["ratio"] * 2.0
+        zp, _ = _slopes(equation, [r["delta"]], [s1 * np.exp(h)], lam=0.5)
+        zm, _ = _slopes(equation, [r["delta"]], [s1 * np.exp(-h)], lam=0.5)
+        fd = (np.log(zp[0, 0]) - np.log(zm[0, 0])) / (2 * h)
+        assert r["elasticity"] == pytest.approx(fd, rel=1e-5, abs=1e-8)
+        assert r["elasticity"] < 0
 
 
 def test_main_reports_bad_config(repo_root, in_tmp, monkeypatch, capsys):

@@ -103,15 +103,17 @@ class RestartData:
     seed: int
 
 
-def build_restart(pool: Pool, seed: int, four_envs: bool = True) -> RestartData:
-    """Environments of one restart from its seed (SPEC §2.1 steps 3-5 and §2.6)."""
+def build_restart(pool: Pool, seed: int, four_envs: bool = True, train_e=TRAIN_E) -> RestartData:
+    """Environments of one restart from its seed (SPEC §2.1 steps 3-5 and §2.6). ``train_e``: the colour flip
+    probabilities of the two training environments (the paper's 0.2, 0.1 by default; other values move the strength
+    of the colour feature, as the starvation sweep does)."""
     n = pool.train_images.shape[0]
     check(n >= 2 and n % 2 == 0, f"the train pool needs an even number (≥ 2) of images, got {n}")
     rng = np.random.RandomState(seed)
     perm = rng.permutation(n)  # == shuffling images and (after restoring the state) labels with the same seed
     images, classes = pool.train_images[perm], pool.train_classes[perm]
-    env0 = make_environment(images[0::2], classes[0::2], TRAIN_E[0], rng)
-    env1 = make_environment(images[1::2], classes[1::2], TRAIN_E[1], rng)
+    env0 = make_environment(images[0::2], classes[0::2], train_e[0], rng)
+    env1 = make_environment(images[1::2], classes[1::2], train_e[1], rng)
     test = make_environment(pool.test_images, pool.test_classes, TEST_E, rng)
     four = {}
     if four_envs:

