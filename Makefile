@@ -7,6 +7,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 UV_VERSION := 0.5.11
 LATEST := .venv-latest
+# PyTorch peers of the benchmarks (benchmarks/peers/): their own venv, never a dependency of the library
+PEERS       := .venv-peers
+PEERS_PY    := $(PEERS)/bin/python
+PEERS_PKGS  := torch==2.13.0 numpy==2.4.6
+PEERS_STAMP := $(PEERS)/.installed
 # the core's tests, run by `make test-latest` on the newest jax without neural-tangents
 LATEST_TESTS := tests/test_ntk.py tests/test_nt_compat.py tests/test_features.py tests/test_dynamics.py \
                 tests/test_fixed_points.py tests/test_precision.py tests/test_trainer.py tests/test_metrics.py
@@ -16,7 +21,7 @@ export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group starvation notebooks \
-        data-mnist data-fashion data-cifar data-celeba bench bench-peers clean
+        data-mnist data-fashion data-cifar data-celeba bench bench-jax bench-peers clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -111,15 +116,15 @@ data-cifar: $(STAMP)  ## download CIFAR-10 and CIFAR-100 (python pickle batches)
 data-celeba: $(STAMP)  ## download CelebA (aligned images + attribute and partition lists) into GS_DATA_DIR/celeba (default data/; needs internet)
 	@$(PY) -m gs_jax.data.celeba_download download $${GS_DATA_DIR:-data}/celeba
 
-bench: $(STAMP)  ## run every benchmark under benchmarks/ and print its table
-	@for b in benchmarks/*.py; do [ $$b = benchmarks/device_check.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done
+bench: $(STAMP) $(PEERS_STAMP)  ## gs-jax and its PyTorch peer back to back, one table (ratios, GFLOP/s, peak fraction, memory); ARGS=--quick: small sizes
+	$(PY) benchmarks/side_by_side.py $(ARGS)
+
+bench-jax: $(STAMP)  ## the gs-jax-only benchmarks under benchmarks/ (NTK backends, CMNIST, moons, robustness), each its own table
+	@for b in benchmarks/*.py; do case $$b in */device_check.py|*/side_by_side.py) continue;; esac; \
+	  echo "== $$b"; $(PY) $$b || exit 1; done
 
 # PyTorch peers of the benchmarks (benchmarks/peers/): their own venv, never a dependency of the library.
 # pip (not uv) so that a CPU wheel of torch already on the machine is used.
-PEERS       := .venv-peers
-PEERS_PY    := $(PEERS)/bin/python
-PEERS_PKGS  := torch==2.13.0 numpy==2.4.6
-PEERS_STAMP := $(PEERS)/.installed
 PEER_ARGS   ?=
 
 $(PEERS_STAMP):

@@ -1,0 +1,42 @@
+"""Smoke runs of the benchmark harnesses (never a timing assertion): the side-by-side table's gs-jax side on one
+small row, and each PyTorch peer's ``--small`` run where its environment exists (``make bench-peers``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PEERS_PY = REPO / ".venv-peers" / "bin" / "python"
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_side_by_side_prints_a_row(tmp_path, capsys):
+    sbs = _module("side_by_side")
+    out = tmp_path / "rows.json"
+    assert sbs.main(["--rows", "pgd", "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "matmul peak" in text and "pgd" in text
+    (row,) = json.loads(out.read_text())
+    assert row["gs_jax_s"] > 0 and 0 < row["fraction_of_peak"] < 2  # a FLOP count of the right order
+    assert row["peer_s"] is None or row["ratio"] > 0
+
+
+@pytest.mark.skipif(not PEERS_PY.exists(), reason="no .venv-peers (make bench-peers)")
+@pytest.mark.parametrize("harness", ["pgd", "ntk"])
+def test_peer_small_run_reports_one_json_line(harness):
+    proc = subprocess.run([str(PEERS_PY), str(REPO / "benchmarks" / "peers" / f"torch_{harness}.py"), "--small"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rec["harness"] == f"torch_{harness}" and rec["peak_rss_mib"] > 0
