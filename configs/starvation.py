@@ -62,6 +62,7 @@ def get_config(arg=None):
 
     if arg == "small":
         cfg.max_steps = 20
+        cfg.hp.erm.hidden = cfg.hp.sd.hidden = 32
         cfg.responses.restarts = 2
         cfg.responses.k = 6
         cfg.responses.probe_per_env = 64

@@ -98,8 +98,8 @@ def get_config(arg=None):
 
     if arg == "small":
         cfg.seeds = 2
-        cfg.data.max_train = 512
-        cfg.data.max_eval = 200
+        cfg.data.max_train = 256
+        cfg.data.max_eval = 100
         cfg.train.batch_size = 32
         cfg.train.epochs = 2
         cfg.eval.chunk = 100

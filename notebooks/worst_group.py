@@ -40,7 +40,7 @@ from gs_jax.experiments import worst_group_core as core
 SMALL = bool(os.environ.get("GS_SMALL"))
 cfg = load_config("configs/worst_group.py")
 if SMALL:
-    cfg.data.max_train, cfg.data.max_eval = 2048, 600
+    cfg.data.max_train, cfg.data.max_eval = 1024, 300
 try:
     data = core.load_data(cfg)
 except (
@@ -78,7 +78,7 @@ plt.show()
 
 # %%
 n = len(data.train.y)
-EPOCHS = 2 if SMALL else 8
+EPOCHS = 1 if SMALL else 8
 methods = {
     "ERM": core.method_state(n),
     "SD": core.method_state(n, lam=(1.0, 1.0), gamma=(-2.5, 2.5)),

@@ -174,15 +174,16 @@ def _standardise(train_nd, *others):
     return [(a - mu) / sd for a in (train_nd, *others)]
 
 
-def dfr(cfg, arch, data, erm_variables, seeds, rule: str) -> dict[str, Any]:
-    """DFR (Kirichenko et al. 2023, the ``DFR^Tr_Val`` protocol with an L2 penalty): per ERM seed, the penultimate
-    features of validation and test; l2 tuned by fitting on a group-balanced subsample of one half of validation
-    and scoring the other half (the rule's metric); then ``n_refits`` balanced subsamples of the whole validation set
-    are fitted and their weights averaged; test per-group accuracy of that last layer."""
+def dfr(cfg, arch, data, erm_variables, seeds) -> dict[str, dict[str, Any]]:
+    """DFR (Kirichenko et al. 2023, the ``DFR^Tr_Val`` protocol with an L2 penalty), for both selection rules at
+    once: per ERM seed, the penultimate features of validation and test; l2 tuned by fitting on a group-balanced
+    subsample of one half of validation and scoring the other half (worst-group accuracy for ``val_worst``, average
+    for ``val_avg``); then ``n_refits`` balanced subsamples of the whole validation set are fitted with the chosen l2
+    and their weights averaged; test per-group accuracy of that last layer. Returns ``{rule: results}``."""
     d = cfg.methods.dfr
     feat = core.features_fn(arch, int(cfg.eval.chunk))
     v, te = data.val, data.test
-    out = {"test_avg": [], "test_worst": [], "test_groups": [], "l2": []}
+    out = {rule: {"test_avg": [], "test_worst": [], "test_groups": [], "l2": []} for rule in RULES}
     for s in range(len(seeds)):
         variables = core.restart(erm_variables, s)
         fv, ft = np.asarray(feat(variables, v.x)), np.asarray(feat(variables, te.x))
@@ -190,27 +191,33 @@ def dfr(cfg, arch, data, erm_variables, seeds, rule: str) -> dict[str, Any]:
         key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed) + 7919), s)
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), len(v.y)))
         a, b = perm[: len(perm) // 2], perm[len(perm) // 2 :]
-        scores = []
+        scores = {rule: [] for rule in RULES}
         for j, l2 in enumerate(d.l2):
-            idx = a[
-                group_methods.group_balanced_indices(v.g[a], core.N_GROUPS, jax.random.fold_in(key, 1 + j))
-            ]
-            w, c = group_methods.fit_last_layer(fv[idx], v.y[idx], l2=float(l2))
-            acc_g, avg, worst = core.group_accuracy(jnp.asarray(fv[b]) @ w + c, v.y[b], v.g[b])
-            scores.append(float(worst if rule == "val_worst" else avg))
-        l2 = float(d.l2[int(np.argmax(scores))])
-        ws, cs = [], []
-        for r in range(int(d.n_refits)):
-            idx = group_methods.group_balanced_indices(v.g, core.N_GROUPS, jax.random.fold_in(key, 1000 + r))
-            w, c = group_methods.fit_last_layer(fv[idx], v.y[idx], l2=l2)
-            ws.append(np.asarray(w))
-            cs.append(float(c))
-        acc_g, avg, worst = core.group_accuracy(jnp.asarray(ft) @ np.mean(ws, 0) + np.mean(cs), te.y, te.g)
-        out["test_avg"].append(float(avg))
-        out["test_worst"].append(float(worst))
-        out["test_groups"].append(np.asarray(acc_g))
-        out["l2"].append(l2)
-    return {k: np.asarray(val) for k, val in out.items()}
+            sub = group_methods.group_balanced_indices(v.g[a], core.N_GROUPS, jax.random.fold_in(key, 1 + j))
+            w, c = group_methods.fit_last_layer(fv[a[sub]], v.y[a[sub]], l2=float(l2))
+            _, avg, worst = core.group_accuracy(jnp.asarray(fv[b]) @ w + c, v.y[b], v.g[b])
+            scores["val_worst"].append(float(worst))
+            scores["val_avg"].append(float(avg))
+        refit: dict[float, tuple] = {}  # chosen l2 → test metrics (both rules often choose the same)
+        for rule in RULES:
+            l2 = float(d.l2[int(np.argmax(scores[rule]))])
+            if l2 not in refit:
+                ws, cs = [], []
+                for r in range(int(d.n_refits)):
+                    idx = group_methods.group_balanced_indices(
+                        v.g, core.N_GROUPS, jax.random.fold_in(key, 1000 + r)
+                    )
+                    w, c = group_methods.fit_last_layer(fv[idx], v.y[idx], l2=l2)
+                    ws.append(np.asarray(w))
+                    cs.append(float(c))
+                refit[l2] = core.group_accuracy(jnp.asarray(ft) @ np.mean(ws, 0) + np.mean(cs), te.y, te.g)
+            acc_g, avg, worst = refit[l2]
+            o = out[rule]
+            o["test_avg"].append(float(avg))
+            o["test_worst"].append(float(worst))
+            o["test_groups"].append(np.asarray(acc_g))
+            o["l2"].append(l2)
+    return {rule: {k: np.asarray(val) for k, val in o.items()} for rule, o in out.items()}
 
 
 def method_summary(test_avg, test_worst, test_groups, **extra) -> dict[str, Any]:
@@ -226,6 +233,10 @@ def method_summary(test_avg, test_worst, test_groups, **extra) -> dict[str, Any]
 def summarise(cfg, arch, data, cands, seeds) -> dict[str, Any]:
     """``methods`` (primary rule) and ``by_rule`` (both rules), plus every candidate's validation scores."""
     by_rule: dict[str, dict[str, Any]] = {}
+    dfr_results = None
+    if cfg.methods.dfr.enabled:
+        erm = next(c for c in cands if c["method"] == "erm")
+        dfr_results = dfr(cfg, arch, data, erm["variables"], seeds)
     for rule in RULES:
         block = {}
         for m in METHODS[:-1]:
@@ -239,9 +250,8 @@ def summarise(cfg, arch, data, cands, seeds) -> dict[str, Any]:
             block[m] = method_summary(e["test_avg"], e["test_worst"], e["test_groups"], hyper=c["hyper"],
                                       label=c["label"], epochs_selected=e["epochs"], val_score=e["val_score"],
                                       candidates=scores)  # fmt: skip
-        if cfg.methods.dfr.enabled:
-            erm = next(c for c in cands if c["method"] == "erm")
-            r = dfr(cfg, arch, data, erm["variables"], seeds, rule)
+        if dfr_results is not None:
+            r = dfr_results[rule]
             block["dfr"] = method_summary(r["test_avg"], r["test_worst"], r["test_groups"],
                                           hyper={"l2": r["l2"].tolist(), "n_refits": int(cfg.methods.dfr.n_refits)},
                                           label="DFR (ERM features, last layer on balanced validation)")  # fmt: skip
