@@ -230,11 +230,11 @@ def method_summary(test_avg, test_worst, test_groups, **extra) -> dict[str, Any]
             **extra}  # fmt: skip
 
 
-def summarise(cfg, arch, data, cands, seeds) -> dict[str, Any]:
+def summarise(cfg, arch, data, cands, seeds, with_dfr: bool = True) -> dict[str, Any]:
     """``methods`` (primary rule) and ``by_rule`` (both rules), plus every candidate's validation scores."""
     by_rule: dict[str, dict[str, Any]] = {}
     dfr_results = None
-    if cfg.methods.dfr.enabled:
+    if with_dfr and cfg.methods.dfr.enabled:
         erm = next(c for c in cands if c["method"] == "erm")
         dfr_results = dfr(cfg, arch, data, erm["variables"], seeds)
     for rule in RULES:
@@ -315,10 +315,8 @@ def run_worst_group(cfg, run_dir, progress=None) -> dict[str, Any]:
     t0 = time.perf_counter()
     cands = train_candidates(cfg, arch, data, tdata, cands, seeds, progress=progress, on_eval=log)
     summary["train_s"] = round(time.perf_counter() - t0, 1)
-    if "dfr" not in enabled:
-        cfg.methods.dfr.enabled = False
     t0 = time.perf_counter()
-    summary["by_rule"] = summarise(cfg, arch, data, cands, seeds)
+    summary["by_rule"] = summarise(cfg, arch, data, cands, seeds, with_dfr="dfr" in enabled)
     summary["dfr_s"] = round(time.perf_counter() - t0, 1)
     summary["methods"] = summary["by_rule"]["val_worst"]
     np.savez(

@@ -40,32 +40,45 @@ def starvation_figure(rows: Sequence[Mapping]):
     return fig
 
 
-def phase_map_figure(rows: Sequence[Mapping], zero_atol: float = 1e-12):
-    """Sign of dz₂*/ds₁² over (δ, s₁²/s₂²), one panel per (equation, λ); the z₂* = 0 contour in black."""
+def _phase_panels(rows: Sequence[Mapping], field: str):
+    """The (equation, λ) panel grid of the phase-map figures: ``fig, axes`` and, per panel, ``(ax, equation, lam,
+    δ axis, s₁²/s₂² axis, the field's grid, z₂*'s grid)`` (grids indexed [ratio, δ])."""
     equations = sorted({r["equation"] for r in rows})
     lams = sorted({r["lam"] for r in rows})
     fig, axes = plt.subplots(
         len(equations), len(lams), figsize=(3.6 * len(lams), 3.0 * len(equations)), squeeze=False
     )
-    cmap = ListedColormap(["#3B75AF", "#BBBBBB", "#C53932"])
+    panels = []
     for i, equation in enumerate(equations):
         for j, lam in enumerate(lams):
             sel = [r for r in rows if r["equation"] == equation and r["lam"] == lam]
             d = np.array(sorted({r["delta"] for r in sel}))
             q = np.array(sorted({r["ratio"] for r in sel}))
             grid = {(r["delta"], r["ratio"]): r for r in sel}
-            dz = np.array([[grid[(a, b)]["dz2_ds1sq"] for a in d] for b in q])
+            values = np.array([[grid[(a, b)][field] for a in d] for b in q])
             z2 = np.array([[grid[(a, b)]["z2"] for a in d] for b in q])
-            ax = axes[i, j]
-            # 0: dz₂*/ds₁² < 0, 1: = 0 to rounding (δ = 0, or s₁² = s₂²), 2: > 0
-            zero = np.abs(dz) <= zero_atol
-            cls = np.where(zero, 1.0, np.where(dz < 0, 0.0, 2.0))
-            ax.pcolormesh(d, q, cls, cmap=cmap, vmin=0, vmax=2, shading="nearest")
-            if z2.min() < 0 < z2.max():
-                ax.contour(d, q, z2, levels=[0.0], colors="k", linewidths=1.2)
-            ax.set_title(f"{equation}, λ={lam:g}", fontsize=9)
-            ax.set_xlabel("δ")
-            ax.set_ylabel("s₁²/s₂²")
+            panels.append((axes[i, j], equation, lam, d, q, values, z2))
+    return fig, axes, panels
+
+
+def _finish_panel(ax, equation, lam, d, q, z2) -> None:
+    if z2.min() < 0 < z2.max():
+        ax.contour(d, q, z2, levels=[0.0], colors="k", linewidths=1.2)
+    ax.set_title(f"{equation}, λ={lam:g}", fontsize=9)
+    ax.set_xlabel("δ")
+    ax.set_ylabel("s₁²/s₂²")
+
+
+def phase_map_figure(rows: Sequence[Mapping], zero_atol: float = 1e-12):
+    """Sign of dz₂*/ds₁² over (δ, s₁²/s₂²), one panel per (equation, λ); the z₂* = 0 contour in black."""
+    fig, _, panels = _phase_panels(rows, "dz2_ds1sq")
+    cmap = ListedColormap(["#3B75AF", "#BBBBBB", "#C53932"])
+    for ax, equation, lam, d, q, dz, z2 in panels:
+        # 0: dz₂*/ds₁² < 0, 1: = 0 to rounding (δ = 0, or s₁² = s₂²), 2: > 0
+        zero = np.abs(dz) <= zero_atol
+        cls = np.where(zero, 1.0, np.where(dz < 0, 0.0, 2.0))
+        ax.pcolormesh(d, q, cls, cmap=cmap, vmin=0, vmax=2, shading="nearest")
+        _finish_panel(ax, equation, lam, d, q, z2)
     fig.suptitle(
         "blue: dz₂*/ds₁² < 0 (starvation)   grey: = 0   red: > 0   black line: z₂* = 0 (δ = 1/√2)", fontsize=9
     )
@@ -76,28 +89,13 @@ def phase_map_figure(rows: Sequence[Mapping], zero_atol: float = 1e-12):
 def phase_magnitude_figure(rows: Sequence[Mapping], clip: float = 1.0):
     """How strong starvation is: d log|z₂*| / d log s₁² over (δ, s₁²/s₂²), one panel per (equation, λ); −1 means
     |z₂*| falls in proportion to 1/s₁², 0 no effect; clipped to ±``clip``; the z₂* = 0 contour in black."""
-    equations = sorted({r["equation"] for r in rows})
-    lams = sorted({r["lam"] for r in rows})
-    fig, axes = plt.subplots(
-        len(equations), len(lams), figsize=(3.6 * len(lams), 3.0 * len(equations)), squeeze=False
-    )
+    fig, axes, panels = _phase_panels(rows, "elasticity")
     mesh = None
-    for i, equation in enumerate(equations):
-        for j, lam in enumerate(lams):
-            sel = [r for r in rows if r["equation"] == equation and r["lam"] == lam]
-            d = np.array(sorted({r["delta"] for r in sel}))
-            q = np.array(sorted({r["ratio"] for r in sel}))
-            grid = {(r["delta"], r["ratio"]): r for r in sel}
-            el = np.array([[grid[(a, b)]["elasticity"] for a in d] for b in q])
-            z2 = np.array([[grid[(a, b)]["z2"] for a in d] for b in q])
-            ax = axes[i, j]
-            mesh = ax.pcolormesh(d, q, np.clip(el, -clip, clip), cmap="RdBu_r", vmin=-clip, vmax=clip,
-                                 shading="nearest")  # fmt: skip
-            if z2.min() < 0 < z2.max():
-                ax.contour(d, q, z2, levels=[0.0], colors="k", linewidths=1.2)
-            ax.set_title(f"{equation}, λ={lam:g}", fontsize=9)
-            ax.set_xlabel("δ")
-            ax.set_ylabel("s₁²/s₂²")
+    for ax, equation, lam, d, q, el, z2 in panels:
+        mesh = ax.pcolormesh(
+            d, q, np.clip(el, -clip, clip), cmap="RdBu_r", vmin=-clip, vmax=clip, shading="nearest"
+        )
+        _finish_panel(ax, equation, lam, d, q, z2)
     fig.suptitle("d log|z₂*| / d log s₁² (blue: z₂* shrinks as s₁² grows)   black line: z₂* = 0", fontsize=9)
     fig.tight_layout()
     if mesh is not None:
