@@ -327,20 +327,37 @@ def load_checkpoint(
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(task: Task, data_axis: int | None, key_axis: int | None = 0):
+def _compiled(task: Task, data_axis: int | None, restart_block: int = 0):
     chunk = make_chunk(task)
     init = jax.jit(jax.vmap(functools.partial(init_state, task), in_axes=(0, data_axis)))
     chunks: dict[tuple[int, int], Callable] = {}
 
     def run(state, data, keys, length: int, record_every: int):
         if (length, record_every) not in chunks:
-            fn = jax.vmap(
-                functools.partial(chunk, length=length, record_every=record_every), in_axes=(0, data_axis, 0)
-            )
+            one = functools.partial(chunk, length=length, record_every=record_every)
+            if restart_block:
+                fn = functools.partial(_blocked, one, data_axis, restart_block)
+            else:
+                fn = jax.vmap(one, in_axes=(0, data_axis, 0))
             chunks[(length, record_every)] = jax.jit(fn, donate_argnums=0)
         return chunks[(length, record_every)](state, data, keys)
 
     return init, run, chunks
+
+
+def _blocked(one: Callable, data_axis: int | None, block: int, state, data, keys):
+    """``vmap(one)`` over the restarts, evaluated ``block`` restarts at a time (``lax.map(..., batch_size=block)``).
+
+    Same results to float32 rounding (a matmul batched over fewer restarts may sum in another order; bit for bit
+    on Colored MNIST): every restart's arithmetic is unchanged, only the order in which the restarts' steps run.
+    On a CPU it keeps a block's activations in cache and its matmuls at a size the GEMM kernel runs near peak:
+    10 vmapped Colored MNIST restarts make one (10, 4000, 392) × (10, 392, 300) batched matmul per layer, whose
+    63 MB operand does not fit the 32 MB L3 cache, at 0.44 of the float32 matmul peak; in blocks of 2 it runs
+    at 0.84 (2 CPU cores, measured in one run).
+    """
+    if data_axis is None:
+        return jax.lax.map(lambda a: one(a[0], data, a[1]), (state, keys), batch_size=block)
+    return jax.lax.map(lambda a: one(*a), (state, data, keys), batch_size=block)
 
 
 @functools.lru_cache(maxsize=64)
@@ -349,9 +366,9 @@ def _compiled_evaluator(fn: Callable, data_axis: int | None) -> Callable:
     return jax.jit(jax.vmap(fn, in_axes=(0, data_axis)))
 
 
-def compiled_chunks(task: Task, data_per_restart: bool = True) -> int:
+def compiled_chunks(task: Task, data_per_restart: bool = True, restart_block: int = 0) -> int:
     """How many chunk programs have been compiled for ``task`` (the chunk cache at work; used by the tests)."""
-    return len(_compiled(task, 0 if data_per_restart else None)[2])
+    return len(_compiled(task, 0 if data_per_restart else None, restart_block)[2])
 
 
 def train(
@@ -373,6 +390,7 @@ def train(
     resume: bool = False,
     max_chunk: int = 0,
     devices: Sequence[Any] | None = None,
+    restart_block: int = 0,
 ) -> TrainResult:
     """Train ``len(keys)`` restarts of ``task`` for ``steps`` steps, as one vmapped program.
 
@@ -393,14 +411,19 @@ def train(
       resume: continue from the newest checkpoint in ``checkpoint_dir`` (history and records included).
       max_chunk: split chunks longer than this (0: no limit), bounding a chunk's recorded outputs.
       devices: lay the restart axis over these devices (default: all visible ones).
+      restart_block: run the vmapped restarts this many at a time inside the compiled chunk (0: all at once).
+        The results are the same (to float32 rounding); on a CPU, blocks whose activations fit the cache are faster (see
+        :func:`_blocked`). Ignored when the restarts are laid over several devices.
     """
     check(steps >= 1, f"steps must be ≥ 1, got {steps}")
     check(record_every >= 0, f"record_every must be ≥ 0, got {record_every}")
+    check(restart_block >= 0, f"restart_block must be ≥ 0 (0: all restarts at once), got {restart_block}")
     keys = jnp.asarray(keys)
     n_restarts = int(keys.shape[0])
     data_axis = 0 if data_per_restart else None
-    init_v, run, _ = _compiled(task, data_axis)
     sharding = restart_sharding(n_restarts, devices)
+    block = restart_block if sharding is None and 0 < restart_block < n_restarts else 0
+    init_v, run, _ = _compiled(task, data_axis, block)
     data = jax.tree_util.tree_map(jnp.asarray, data)
     if data_per_restart:
         sizes = {int(np.shape(a)[0]) if np.ndim(a) else 0 for a in jax.tree_util.tree_leaves(data)}
