@@ -1,7 +1,7 @@
 """Data, nets, trainer task and evaluation of the robustness experiment (``gs_jax.experiments.robustness``).
 
 The Fig. 2 LeNet (``models.LeNetFig2``) is initialised by its Flax module, but trained and attacked through
-``models.lenet_fig2_apply``, the same function in im2col form (fast inside XLA:CPU loops; see its docstring).
+``models.lenet_fig2_apply``, the same function with matmul convolutions (fast inside XLA:CPU loops; see its docstring).
 """
 
 from __future__ import annotations
