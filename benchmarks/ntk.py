@@ -19,11 +19,18 @@ measurement), so it includes the output and XLA's buffers. ``ratio`` = warm / wa
 (raw-structured where neural-tangents is available).
 Slow methods are only run up to ``--dense-max`` examples.
 
-Part 2 — the top-k features of YΦ₀ for the CMNIST MLP at n inputs (issue goal: k = 20 at n = 20,000 in under
-5 minutes on 2 CPU cores with bounded memory) by ``gs_jax.features.top_k`` (Lanczos on NTK-vector products).
+Part 2 — the top-k features of YΦ₀ for the CMNIST MLP at n inputs (goal: k = 20 at n = 50,000 Colored MNIST-like
+examples in under 5 minutes on 2 CPU cores with bounded memory) by ``gs_jax.features.top_k`` (Lanczos on
+NTK-vector products); ``--top-data cfmnist`` takes Colored Fashion-MNIST training examples (50,000 with
+``make data-fashion``) instead of random inputs.
+
+Part 3 (``--memory``) — peak memory of the dense Gram and of the matrix-free top-k at growing n, and the largest n
+each fits in ``--budget-gib`` (24 GiB: these machines), extrapolated from the measured growth.
 
     python benchmarks/ntk.py            # small: n ∈ {256, 1024} (slow methods n ≤ 256), top-20 at n = 2,000 (vs dense eigh)
-    python benchmarks/ntk.py --full     # the issue's sizes: n ∈ {256, 1024, 4096}, top-20 at n = 20,000
+    python benchmarks/ntk.py --full     # n ∈ {256, 1024, 4096}, top-20 at n = 20,000
+    python benchmarks/ntk.py --skip-gram --top-n 50000 --top-data cfmnist   # top-20 of 50,000 real examples
+    python benchmarks/ntk.py --skip-gram --skip-top --memory               # largest n in 24 GiB
 
 Timings depend on the machine's load: report ``uptime`` alongside.
 """
@@ -175,21 +182,45 @@ def gram_table(sizes, dense_max: int, block: int, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def top_k_run(n: int, k: int, check_dense: bool, seed: int = 0) -> dict:
+def _top_k_inputs(n: int, data: str, seed: int):
+    """(x, y) for the top-k run: ``random`` Gaussian inputs with random labels, or the first n training examples of
+    a Colored Fashion-MNIST restart (``cfmnist``: 2 × 25,000 with the Debian files) — real inputs have the steep,
+    clustered spectrum that sets Lanczos' iteration count."""
+    if data == "random":
+        x = jax.random.normal(jax.random.PRNGKey(seed), (n, 392), dtype=jnp.float32)
+        y = (jax.random.uniform(jax.random.PRNGKey(seed + 2), (n,)) < 0.5).astype(jnp.int32)
+        return x, np.asarray(y)
+    from gs_jax.data import colored_mnist, mnist
+
+    restart = colored_mnist.build_restart(mnist.load_pool("fashion-mnist"), 1234, four_envs=False)
+    x = np.concatenate([e.x for e in restart.train])
+    y = np.concatenate([e.y for e in restart.train])
+    if x.shape[0] < n:
+        raise SystemExit(f"--top-data cfmnist holds {x.shape[0]} training examples, fewer than --top-n {n}")
+    return jnp.asarray(x[:n]), y[:n].astype(np.int32)
+
+
+def top_k_run(n: int, k: int, check_dense: bool, seed: int = 0, data: str = "random") -> dict:
     model = models.CmnistMLP(hidden=300)
-    x = jax.random.normal(jax.random.PRNGKey(seed), (n, 392), dtype=jnp.float32)
-    y = (jax.random.uniform(jax.random.PRNGKey(seed + 2), (n,)) < 0.5).astype(jnp.int32)
+    x, y = _top_k_inputs(n, data, seed)
     params = model.init(jax.random.PRNGKey(seed + 1), x[:2])
+    calls = [0]
+
+    def apply_counted(p, xx):
+        calls[0] += 1  # traced once per compiled product; counted below through ntk_vp's cache instead
+        return model.apply(p, xx)
+
     _reset_peak()
     rss0 = _status_kib("VmRSS")
     t0 = time.perf_counter()
-    f = features.top_k(model.apply, params, x, np.asarray(y), k, method="lanczos", tol=1e-6)
+    f = features.top_k(model.apply, params, x, y, k, method="lanczos", tol=1e-6)
     jax.block_until_ready(f.s)
     wall = time.perf_counter() - t0
     peak = _status_kib("VmHWM")
     out = {
         "n": n,
         "k": k,
+        "data": data,
         "wall_s": wall,
         "peak_mib": (peak - rss0) / 1024 if peak and rss0 else float("nan"),
         "s_top": np.asarray(f.s[:5]).tolist(),
@@ -198,11 +229,51 @@ def top_k_run(n: int, k: int, check_dense: bool, seed: int = 0) -> dict:
     }
     if check_dense:
         K = ntk.empirical_ntk(model.apply, params, x, batch_size=1024, backend="jax")
-        dense = features.from_gram(K, np.asarray(y), top_k=k)
+        dense = features.from_gram(K, y, top_k=k)
         out["dense_maxrel_s"] = float(
             np.max(np.abs(np.asarray(f.s) - np.asarray(dense.s)) / np.asarray(dense.s))
         )
     return out
+
+
+def memory_scaling(gram_sizes, top_sizes, k: int, budget_gib: float) -> list[str]:
+    """Peak resident memory of the dense Gram (CMNIST MLP, neural-tangents structured in 512-blocks, assembled on
+    the host) and of the matrix-free top-k at growing n, and the largest n each fits in ``budget_gib`` by the
+    measured growth: a + b·n² for the Gram (its n² float32 entries), a + b·n for top-k (per-example activations).
+    """
+    model = models.CmnistMLP(hidden=300)
+    lines = []
+    gram = []
+    for n in gram_sizes:
+        x = jax.random.normal(jax.random.PRNGKey(0), (n, 392), dtype=jnp.float32)
+        params = model.init(jax.random.PRNGKey(1), x[:2])
+        r = measure(lambda x=x, params=params: ntk.empirical_ntk(model.apply, params, x, max_bytes=2**40), 1)
+        del r["out"]
+        gram.append((n, r["peak_mib"]))
+        lines.append(
+            f"dense Gram n = {n:>6}: {r['first']:7.1f} s (first call), peak +{r['peak_mib']:8.0f} MiB"
+        )
+        print(lines[-1], file=sys.stderr, flush=True)
+    top = []
+    for n in top_sizes:
+        r = top_k_run(n, k, check_dense=False)
+        top.append((n, r["peak_mib"]))
+        lines.append(f"top-{k} (Lanczos) n = {n:>7}: {r['wall_s']:7.1f} s, peak +{r['peak_mib']:8.0f} MiB")
+        print(lines[-1], file=sys.stderr, flush=True)
+    budget = budget_gib * 1024
+    for name, pts, power, unit in (("dense Gram", gram, 2, "B·n²"), (f"top-{k}", top, 1, "B·n")):
+        if len(pts) < 2:
+            continue
+        (n0, p0), (n1, p1) = pts[-2], pts[-1]
+        b = (p1 - p0) / (n1**power - n0**power)  # MiB per n^power
+        a = p1 - b * n1**power
+        if not b > 0:
+            lines.append(f"{name}: memory did not grow between n = {n0} and {n1}; try larger sizes")
+            continue
+        largest = int(((budget - a) / b) ** (1 / power))
+        lines.append(f"{name}: peak ≈ {a:.0f} MiB + {b * 2**20:.2f} {unit} → largest n in {budget_gib:g} GiB "
+                     f"≈ {largest:,}" + (" (float32 K alone: 4 B·n²)" if power == 2 else ""))  # fmt: skip
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,6 +316,20 @@ def main(argv=None) -> int:
     parser.add_argument("--block", type=int, default=512, help="batch_size of the blocked method")
     parser.add_argument("--top-n", type=int, help="n for the top-k features (default 2000; --full 20000)")
     parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument(
+        "--top-data",
+        choices=["random", "cfmnist"],
+        default="random",
+        help="inputs of the top-k run: random, or Colored Fashion-MNIST training examples",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="peak memory of the dense Gram and of top-k at growing n, and the largest n in --budget",
+    )
+    parser.add_argument("--gram-sizes", type=int, nargs="+", default=[4096, 8192, 16384])
+    parser.add_argument("--top-sizes", type=int, nargs="+", default=[25000, 50000, 100000])
+    parser.add_argument("--budget-gib", type=float, default=24.0)
     parser.add_argument("--skip-gram", action="store_true")
     parser.add_argument("--skip-top", action="store_true")
     args = parser.parse_args(argv)
@@ -259,9 +344,10 @@ def main(argv=None) -> int:
         rows = gram_table(sizes, dense_max, args.block)
         print(format_table(rows))
     if not args.skip_top:
-        r = top_k_run(top_n, args.top_k, check_dense=top_n <= 4096)
+        r = top_k_run(top_n, args.top_k, check_dense=top_n <= 4096, data=args.top_data)
         print(
-            f"top-{r['k']} features of the CMNIST MLP NTK at n = {r['n']}: {r['wall_s']:.1f} s, peak +{r['peak_mib']:.0f}"
+            f"top-{r['k']} features of the CMNIST MLP NTK at n = {r['n']} ({r['data']} inputs): {r['wall_s']:.1f} s, "
+            f"peak +{r['peak_mib']:.0f}"
             f" MiB; s[:5] = {np.round(r['s_top'], 3).tolist()}, s[{r['k'] - 1}] = {r['s_k']:.3f}"
             + (
                 ""
@@ -269,6 +355,8 @@ def main(argv=None) -> int:
                 else f"; max rel. error of s vs dense eigh {r['dense_maxrel_s']:.1e}"
             )
         )
+    if args.memory:
+        print("\n".join(memory_scaling(args.gram_sizes, args.top_sizes, args.top_k, args.budget_gib)))
     print(f"load after: {os.getloadavg()}")
     return 0
 

@@ -10,8 +10,13 @@ Rows (same protocol, data and sizes on both sides; the peers are ``benchmarks/pe
 - ``cmnist``: Colored MNIST ERM, R restarts × S full-batch Adam steps (the authors' protocol, SPEC §2); gs-jax runs
   all restarts as one vmapped program, the peer one after another, as the authors' script.
 - ``moons``: one two-moons case (Fig. 1 b: Δ = +0.1, 2-500-1, SGD-m lr 1e-2, wd 2e-4), 10 seeds × S steps.
+- ``moons-deep``: the same with the Appendix B 5-layer net (2-500-500-500-500-1), the FLOP-heavy case of
+  ``make moons``.
 - ``ntk``: the empirical NTK Gram K = J Jᵀ of the Colored MNIST MLP (392-300-300-1) at n examples; the peer's
   best torch.func method (Jacobian contraction or NTK-vector products).
+- ``ntk-nt``: the same Gram through gs-jax's API (``gs_jax.ntk.empirical_ntk``, default arguments) against raw
+  neural-tangents (``empirical_ntk_fn``, structured derivatives, jitted, one call) in the same process: what the
+  API's checks, blocking and caching cost (goal: within 1.1×, i.e. a ratio ≥ 0.91).
 - ``pgd``: L∞ PGD (10 steps, random start) on the Fig. 2 LeNet (28×28×1, 181,266 parameters), images per second.
 
 Columns: the best of ``--repeats`` warm timings on each side (compilation excluded on the gs-jax side and reported
@@ -41,7 +46,9 @@ PEERS_PY = REPO / ".venv-peers" / "bin" / "python"
 SIZES = {  # row -> (full, quick)
     "cmnist": ({"restarts": 10, "steps": 1001}, {"restarts": 4, "steps": 201}),
     "moons": ({"seeds": 10, "steps": 10000}, {"seeds": 10, "steps": 2000}),
+    "moons-deep": ({"seeds": 10, "steps": 1000}, {"seeds": 10, "steps": 200}),
     "ntk": ({"n": 1024}, {"n": 256}),
+    "ntk-nt": ({"n": 4096}, {"n": 1024}),
     "pgd": ({"batch": 256}, {"batch": 128}),
 }
 
@@ -105,14 +112,14 @@ def row_cmnist(size, repeats):
     return best, compile_s, _mlp_flops(n) * s * r, peer.get("wall_s"), f"{r} restarts × {s} steps", peer
 
 
-def row_moons(size, repeats):
+def row_moons(size, repeats, n_hidden: int = 1):
     from gs_jax.data import moons as moons_data
     from gs_jax.experiments import moons
 
     k, s = size["seeds"], size["steps"]
     x, y = moons_data.stack_seeds(list(range(k)), 0.1)
     arch, hyper = (
-        moons.MoonsArch(hidden=500),
+        moons.MoonsArch(hidden=500, n_hidden=n_hidden),
         moons.MoonsHyper(np.float32(1e-2), np.float32(2e-4), np.float32(0.0)),
     )
     keys = jnp.stack([jax.random.PRNGKey(i) for i in range(k)])
@@ -125,16 +132,25 @@ def row_moons(size, repeats):
     compile_s = _timed(run)
     best = min(_timed(run) for _ in range(repeats))
     n = x.shape[1]
-    flops = (2 * n * (2 * 500 + 500) * 2 + 2 * n * 500) * s * k  # fwd + bwd matmuls of the 2-500-1 net
-    peer = _peer("moons", ["--seeds", str(k), "--steps", str(s), "--repeats", str(repeats)])
+    # fwd + bwd matmuls: weight gradients of every layer, input gradients of all but the first
+    fwd = 2 * n * (2 * 500 + (n_hidden - 1) * 500 * 500 + 500)
+    flops = (2 * fwd + 2 * n * ((n_hidden - 1) * 500 * 500 + 500)) * s * k
+    peer = _peer("moons", ["--seeds", str(k), "--steps", str(s), "--repeats", str(repeats),
+                           "--n-hidden", str(n_hidden)])  # fmt: skip
     return (
         best,
         compile_s,
         flops,
         peer.get("wall_s"),
-        f"{k} seeds × {s} steps (compile in the first call)",
+        f"{k} seeds × {s} steps"
+        + (f", {n_hidden + 1}-layer net" if n_hidden > 1 else " (compile in 1st call)"),
         peer,
     )
+
+
+def row_moons_deep(size, repeats):
+    """The Appendix B 5-layer case (2-500-500-500-500-1), the largest of ``make moons`` (135 TFLOP at 10 × 10,000)."""
+    return row_moons(size, repeats, n_hidden=4)
 
 
 def row_ntk(size, repeats):
@@ -155,6 +171,37 @@ def row_ntk(size, repeats):
     warm = [rw["warm_s"] for rw in peer.get("rows", []) if rw["n"] == n]
     # no GFLOP/s: neural-tangents' structured method never forms the m-wide Jacobian contraction (2n²m FLOPs)
     return best, compile_s, None, min(warm) if warm else None, f"n = {n}, m = {m} (structured NTK)", peer
+
+
+def row_ntk_nt(size, repeats):
+    from gs_jax import models, ntk
+
+    n = size["n"]
+    if not ntk.nt_available():
+        return float("nan"), 0.0, None, None, f"n = {n}", {"error": "neural-tangents not importable"}
+    model = models.CmnistMLP(hidden=300)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (n, 392))
+    params = model.init(jax.random.PRNGKey(1), x[:1])["params"]
+
+    def f(p, xx):
+        return model.apply({"params": p}, xx)
+
+    raw_fn = ntk._nt().empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=3)
+    raw = jax.jit(lambda p, xx: raw_fn(xx, None, p))
+    compile_s = _timed(lambda: ntk.empirical_ntk(f, params, x).block_until_ready())
+    raw(params, x).block_until_ready()
+    ours_s, raw_s = float("inf"), float("inf")
+    for _ in range(repeats):  # alternate the two so that load drifts hit both alike
+        ours_s = min(ours_s, _timed(lambda: ntk.empirical_ntk(f, params, x).block_until_ready()))
+        raw_s = min(raw_s, _timed(lambda: raw(params, x).block_until_ready()))
+    return (
+        ours_s,
+        compile_s,
+        None,
+        raw_s,
+        f"n = {n}, gs-jax API vs raw neural-tangents",
+        {},
+    )
 
 
 def row_pgd(size, repeats):
@@ -186,7 +233,10 @@ def row_pgd(size, repeats):
     )
 
 
-ROWS = {"cmnist": row_cmnist, "moons": row_moons, "ntk": row_ntk, "pgd": row_pgd}
+ROWS = {"cmnist": row_cmnist, "moons": row_moons, "moons-deep": row_moons_deep, "ntk": row_ntk, "ntk-nt": row_ntk_nt,
+        "pgd": row_pgd}  # fmt: skip
+PEER = {"cmnist": "torch", "moons": "torch", "moons-deep": "torch", "ntk": "torch.func", "ntk-nt": "raw nt",
+        "pgd": "torch"}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -202,7 +252,7 @@ def main(argv=None) -> int:
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak now: {peak:.0f} GFLOP/s | CPUs {os.cpu_count()} | jax {jax.__version__} "
           f"({jax.devices()[0].platform})")  # fmt: skip
-    head = (f"{'row':7s} {'size':44s} {'gs-jax s':>9s} {'compile s':>9s} {'peer s':>9s} {'peer/gs':>8s} "
+    head = (f"{'row':10s} {'size':44s} {'gs-jax s':>9s} {'compile s':>9s} {'peer':>10s} {'peer s':>9s} {'peer/gs':>8s} "
             f"{'GFLOP/s':>8s} {'of peak':>7s} {'peer MiB':>8s} {'load before/after':>18s}")  # fmt: skip
     print(head)
     print("-" * len(head))
@@ -214,13 +264,13 @@ def main(argv=None) -> int:
         load1 = os.getloadavg()[0]
         gflops = flops / gs / 1e9 if flops else float("nan")
         ratio = peer_s / gs if peer_s else float("nan")
-        rec = {"row": name, "size": size, "gs_jax_s": gs, "compile_s": comp, "peer_s": peer_s, "ratio": ratio,
+        rec = {"row": name, "peer": PEER[name], "size": size, "gs_jax_s": gs, "compile_s": comp, "peer_s": peer_s, "ratio": ratio,
                "gflops": gflops, "peak_gflops": peak, "fraction_of_peak": gflops / peak,
                "peer_peak_rss_mib": peer.get("peak_rss_mib"), "peer_error": peer.get("error"),
                "load_before": load0, "load_after": load1}  # fmt: skip
         out.append(rec)
         peer_txt = f"{peer_s:9.3f}" if peer_s else f"{'n/a':>9s}"
-        print(f"{name:7s} {note[:44]:44s} {gs:9.3f} {comp:9.1f} {peer_txt} {ratio:8.2f} {gflops:8.1f} "
+        print(f"{name:10s} {note[:44]:44s} {gs:9.3f} {comp:9.1f} {PEER[name]:>10s} {peer_txt} {ratio:8.2f} {gflops:8.1f} "
               f"{gflops / peak:7.2f} {peer.get('peak_rss_mib', float('nan')):8.0f} {load0:8.2f} / {load1:6.2f}",
               flush=True)  # fmt: skip
         if peer.get("error"):

@@ -391,28 +391,28 @@ def empirical_ntk(
 
 
 def _blocked(kernel, params, x1, x2, n1, n2, k, b, progress: Progress, devices=None) -> jnp.ndarray:
-    """Assemble K block by block on the host (float of the params' precision).
+    """Assemble K block by block (float of the params' precision) in one device array updated in place.
 
     The blocks are spread round-robin over ``devices`` (default: every visible device): one wave dispatches a block
-    to each device (jax runs them concurrently), then copies the wave back into the host array.
+    to each device (jax runs them concurrently), then writes the wave into K. K is written through a donated
+    buffer, so the Gram's n1·n2 entries are held once (assembling it on the host and converting at the end
+    held them twice: 8 B·n² at float32).
     """
     symmetric = x2 is None
     xb = x1 if symmetric else x2
     devices = list(devices or jax.devices())
     starts1, starts2 = range(0, n1, b), range(0, n2, b)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
-    out = np.empty((n1 * k, n2 * k), dtype=dtype)
+    out = jnp.zeros((n1 * k, n2 * k), dtype=dtype, device=devices[0])
     blocks = [(i, j) for i in starts1 for j in starts2 if not symmetric or j >= i]
     padded1 = {i: _pad_rows(_slice_rows(x1, i, min(i + b, n1)), b) for i in starts1}
     padded2 = padded1 if symmetric else {j: _pad_rows(_slice_rows(xb, j, min(j + b, n2)), b) for j in starts2}
     params_on = [jax.device_put(params, d) for d in devices] if len(devices) > 1 else [params]
 
-    def store(i, j, blk):
-        bi, bj = min(b, n1 - i), min(b, n2 - j)
-        blk = np.asarray(blk)[: bi * k, : bj * k]
-        out[i * k : (i + bi) * k, j * k : (j + bj) * k] = blk
-        if symmetric and j > i:
-            out[j * k : (j + bj) * k, i * k : (i + bi) * k] = blk.T
+    def store(out, i, j, blk):
+        shape = (min(b, n1 - i) * k, min(b, n2 - j) * k)
+        blk = jax.device_put(blk, devices[0]) if len(devices) > 1 else blk
+        return _store_block(out, blk, i * k, j * k, shape=shape, mirror=symmetric and j > i)
 
     wave = []
     for n_done, (i, j) in enumerate(progress(blocks, total=len(blocks), desc="NTK blocks")):
@@ -426,11 +426,19 @@ def _blocked(kernel, params, x1, x2, n1, n2, k, b, progress: Progress, devices=N
             wave.append((i, j, kernel(params, padded1[i], padded2[j])))
         if len(wave) == len(params_on):
             for w in wave:
-                store(*w)
+                out = store(out, *w)
             wave = []
     for w in wave:
-        store(*w)
-    return jnp.asarray(out)
+        out = store(out, *w)
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "mirror"), donate_argnums=0)
+def _store_block(out, blk, row, col, *, shape, mirror):
+    """``out[row:row+r, col:col+c] = blk[:r, :c]`` (and its transpose at (col, row) when ``mirror``), in place."""
+    blk = blk[: shape[0], : shape[1]]
+    out = jax.lax.dynamic_update_slice(out, blk, (row, col))
+    return jax.lax.dynamic_update_slice(out, blk.T, (col, row)) if mirror else out
 
 
 # ---------------------------------------------------------------------------------------------------------------

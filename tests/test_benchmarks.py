@@ -24,12 +24,17 @@ def _module(name):
 def test_side_by_side_prints_a_row(tmp_path, capsys):
     sbs = _module("side_by_side")
     out = tmp_path / "rows.json"
-    assert sbs.main(["--rows", "pgd", "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    assert sbs.main(["--rows", "pgd", "ntk-nt", "--quick", "--repeats", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "matmul peak" in text and "pgd" in text
-    (row,) = json.loads(out.read_text())
+    assert "matmul peak" in text and "pgd" in text and "raw nt" in text
+    row, nt_row = json.loads(out.read_text())
     assert row["gs_jax_s"] > 0 and 0 < row["fraction_of_peak"] < 2  # a FLOP count of the right order
     assert row["peer_s"] is None or row["ratio"] > 0
+    # the API-vs-raw-neural-tangents row times both sides in this process (no peer environment needed)
+    from gs_jax import ntk
+
+    if ntk.nt_available():
+        assert nt_row["peer"] == "raw nt" and nt_row["peer_s"] > 0 and nt_row["ratio"] > 0
 
 
 @pytest.mark.skipif(not PEERS_PY.exists(), reason="no .venv-peers (make bench-peers)")
@@ -40,3 +45,13 @@ def test_peer_small_run_reports_one_json_line(harness):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rec = json.loads(proc.stdout.strip().splitlines()[-1])
     assert rec["harness"] == f"torch_{harness}" and rec["peak_rss_mib"] > 0
+
+
+def test_ntk_memory_scaling_reports_the_largest_n(capsys):
+    """benchmarks/ntk.py --memory at toy sizes: the two fits are made and give a positive largest n."""
+    bench = _module("ntk")
+    lines = bench.memory_scaling([512, 2048], [2000, 8000], k=3, budget_gib=24.0)
+    fits = [line for line in lines if "largest n" in line]
+    assert len(fits) == 2
+    for line in fits:
+        assert int(line.rsplit("≈", 1)[1].split()[0].replace(",", "")) > 0

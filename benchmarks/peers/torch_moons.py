@@ -9,7 +9,7 @@ Protocol (SPEC §1.2 and §1.4, the ``margin=+0.1`` experiment of moon_fig_2.py)
 - data: the exported seeds of ``runs/bench/peer_data/moons.npz`` (``export_data.py``), the same 300-point datasets
   gs-jax trains on (Δ = +0.1), as float32, labels y± = 2y − 1;
 - model: Linear(2 → 500) → ReLU → Linear(500 → 1) with PyTorch's default init, created after
-  ``torch.manual_seed(seed)`` of the seed;
+  ``torch.manual_seed(seed)`` of the seed (``--n-hidden 4``: the Appendix B 5-layer net, 2-500-500-500-500-1);
 - loss: mean_i softplus(−ŷ_i·y±_i) (= log(1 + exp(−ŷy)), the authors' form, written stably), full batch;
 - optimiser: ``torch.optim.SGD(lr=1e-2, momentum=0.9, weight_decay=2e-4)`` (coupled L2 on all parameters);
 - 10,000 steps; every ``--record-every`` (10) steps the pre-update training logits are kept (what gs-jax keeps for
@@ -44,7 +44,11 @@ def grid(n: int = 100, lim: float = 2.0) -> torch.Tensor:
 
 def train_seed(seed: int, x: torch.Tensor, y_pm: torch.Tensor, points: torch.Tensor, args) -> dict:
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(2, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 1))
+    layers, width = [], 2
+    for _ in range(args.n_hidden):
+        layers += [nn.Linear(width, args.hidden), nn.ReLU()]
+        width = args.hidden
+    net = nn.Sequential(*layers, nn.Linear(width, 1))
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
     every = args.record_every
     recorded = torch.empty((args.steps + every - 1) // every if every else 0, x.shape[0])
@@ -73,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, help="first k exported seeds (default 10; --small 2)")
     ap.add_argument("--steps", type=int, help="full-batch steps (default 10,000; --small 200)")
     ap.add_argument("--hidden", type=int, default=500)
+    ap.add_argument("--n-hidden", type=int, default=1, help="hidden layers (4: the 5-layer case)")
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--weight-decay", type=float, default=2e-4)
     ap.add_argument(
