@@ -27,16 +27,6 @@ from gs_jax.reporting import markdown_table, mean_std_str
 
 eval_steps = trainer.eval_steps
 
-# Restarts per block on a CPU (trainer.train's ``restart_block``): two restarts' activations, 2 × 4000 × 300 floats
-# per layer, stay in the L3 cache and the matmuls run near the GEMM kernel's peak; all ten at once do not. Same
-# results either way. On an accelerator every restart runs in one vmapped program (0).
-CPU_RESTART_BLOCK = 2
-
-
-def default_restart_block() -> int:
-    """:data:`CPU_RESTART_BLOCK` on a CPU backend, 0 (all restarts at once) on an accelerator."""
-    return CPU_RESTART_BLOCK if jax.default_backend() == "cpu" else 0
-
 
 class CmnistResult(NamedTuple):
     """What :func:`train_restarts` returns (numpy arrays, leading axis = restart)."""
@@ -133,8 +123,8 @@ def train_restarts(
 
     ``data`` holds arrays with a leading restart axis (:func:`gs_jax.data.colored_mnist.stack_restarts`); restart r is
     initialised from ``jax.random.PRNGKey(seeds[r])``. A restart whose loss turns non-finite freezes and is reported
-    on stderr (method, restart, step). ``restart_block`` (default :func:`default_restart_block`) only changes the
-    speed.
+    on stderr (method, restart, step). ``restart_block`` (default ``trainer.auto_restart_block`` of the hidden
+    activations) only changes the speed.
     """
     evs = evaluators(hp, eval_every)
     if "four_x" not in data:
@@ -151,7 +141,7 @@ def train_restarts(
         on_eval=on_eval,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
-        restart_block=default_restart_block() if restart_block is None else restart_block,
+        restart_block=_restart_block(hp, data) if restart_block is None else restart_block,
     )
     trainer.report_failures(name or hp.algorithm, result.failed_at, seeds)
     four_env = {}
@@ -161,6 +151,11 @@ def train_restarts(
             for i, env in enumerate(colored_mnist.FOUR_ENVS)
         }
     return CmnistResult(result.history, result.history[-1], four_env, result.failed_at, result.state.params)
+
+
+def _restart_block(hp: algorithms.Hyper, data) -> int:
+    e, n = data["train_x"].shape[1:3]  # (R, E, n, d)
+    return trainer.auto_restart_block(e * n * 2 * hp.hidden * 4)
 
 
 def _hyper(block, max_steps: int = 0) -> algorithms.Hyper:

@@ -193,6 +193,7 @@ def train_moons(
         opt_hyperparams={"lr": hyper.lr, "weight_decay": hyper.weight_decay},
         progress=progress,
         desc=desc,
+        restart_block=trainer.auto_restart_block(np.shape(x_sn2)[1] * arch.hidden * arch.n_hidden * 4),
     )
     logits, loss = result.records
     return MoonsResult(result.state, result.params0, logits, loss, result.record_steps)
