@@ -84,24 +84,29 @@ def test_vmapped_restarts_equal_one_by_one_and_records():
         np.testing.assert_allclose(together.history[-1]["acc"][r], alone.history[-1]["acc"][0])
 
 
-@pytest.mark.parametrize("per_restart", [True, False])
-def test_restart_blocks_give_the_all_at_once_result(per_restart):
+def test_restart_blocks_give_the_all_at_once_result():
     """restart_block only reorders work: blocks of 3 over R = 4 (the last one short) must reproduce the fully vmapped
     run to float32 rounding (a matmul batched over another number of restarts may sum in another order; ~1e-9 seen
-    here) — a bug that mixed up restarts, keys or data between blocks would move them by O(0.1)."""
-    task, data = _task(dropout=0.3), _data(per_restart)
+    here) — a bug that mixed up restarts, keys or data between blocks would move them by O(0.1). Per-restart data
+    with records and metrics, then data shared by all restarts."""
+    task = _task(dropout=0.3)
     ev = [trainer.Evaluator("m", _metrics, every=4)]
-    kw = dict(steps=9, evaluators=ev, record_every=3, data_per_restart=per_restart)
-    together = trainer.train(task, data, KEYS, **kw)
-    blocked = trainer.train(task, data, KEYS, restart_block=3, **kw)
-    assert trainer.compiled_chunks(task, per_restart, restart_block=3) >= 1
-    for a, b in zip(jax.tree_util.tree_leaves((together.state, together.records, together.history[-1]["acc"])),
-                    jax.tree_util.tree_leaves((blocked.state, blocked.records, blocked.history[-1]["acc"])),
-                    strict=True):  # fmt: skip
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
-    assert not np.allclose(together.state.params["w"][0], together.state.params["w"][1])  # restarts differ
+    for per_restart, kw in ((True, dict(evaluators=ev, record_every=4)), (False, {})):
+        data = _data(per_restart)
+        kw = dict(steps=8, data_per_restart=per_restart, **kw)
+        together = trainer.train(task, data, KEYS, **kw)
+        blocked = trainer.train(task, data, KEYS, restart_block=3, **kw)
+        assert trainer.compiled_chunks(task, per_restart, restart_block=3) >= 1
+        pick = (together.state, together.records, [h.get("acc") for h in together.history])
+        for a, b in zip(jax.tree_util.tree_leaves(pick),
+                        jax.tree_util.tree_leaves((blocked.state, blocked.records, [h.get("acc") for h in blocked.history])),
+                        strict=True):  # fmt: skip
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+        assert not np.allclose(
+            together.state.params["w"][0], together.state.params["w"][1]
+        )  # restarts differ
     with pytest.raises(GsJaxError, match="restart_block must be ≥ 0"):
-        trainer.train(task, data, KEYS, steps=2, restart_block=-1, data_per_restart=per_restart)
+        trainer.train(task, _data(), KEYS, steps=2, restart_block=-1)
 
 
 def test_first_record_is_the_pre_update_forward_pass_and_matches_a_python_loop():
