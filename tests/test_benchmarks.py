@@ -47,6 +47,7 @@ def test_peer_small_run_reports_one_json_line(harness):
     assert rec["harness"] == f"torch_{harness}" and rec["peak_rss_mib"] > 0
 
 
+@pytest.mark.slow  # ≈ 7 s: the fast suite's budget
 def test_ntk_memory_scaling_reports_the_largest_n(capsys):
     """benchmarks/ntk.py --memory at toy sizes: the two fits are made and give a positive largest n."""
     bench = _module("ntk")
