@@ -153,10 +153,10 @@ def row_moons_deep(size, repeats):
     return row_moons(size, repeats, n_hidden=4)
 
 
-def row_ntk(size, repeats):
-    from gs_jax import models, ntk
+def _cmnist_mlp_ntk_inputs(n: int):
+    """``(apply_fn, params, x)`` of the NTK rows: the Colored MNIST MLP (392-300-300-1) on n uniform inputs."""
+    from gs_jax import models
 
-    n = size["n"]
     model = models.CmnistMLP(hidden=300)
     x = jax.random.uniform(jax.random.PRNGKey(0), (n, 392))
     params = model.init(jax.random.PRNGKey(1), x[:1])["params"]
@@ -164,6 +164,14 @@ def row_ntk(size, repeats):
     def f(p, xx):
         return model.apply({"params": p}, xx)
 
+    return f, params, x
+
+
+def row_ntk(size, repeats):
+    from gs_jax import ntk
+
+    n = size["n"]
+    f, params, x = _cmnist_mlp_ntk_inputs(n)
     compile_s = _timed(lambda: ntk.empirical_ntk(f, params, x).block_until_ready())
     best = min(_timed(lambda: ntk.empirical_ntk(f, params, x).block_until_ready()) for _ in range(repeats))
     m = 392 * 300 + 300 + 300 * 300 + 300 + 301
@@ -174,18 +182,12 @@ def row_ntk(size, repeats):
 
 
 def row_ntk_nt(size, repeats):
-    from gs_jax import models, ntk
+    from gs_jax import ntk
 
     n = size["n"]
     if not ntk.nt_available():
         return float("nan"), 0.0, None, None, f"n = {n}", {"error": "neural-tangents not importable"}
-    model = models.CmnistMLP(hidden=300)
-    x = jax.random.uniform(jax.random.PRNGKey(0), (n, 392))
-    params = model.init(jax.random.PRNGKey(1), x[:1])["params"]
-
-    def f(p, xx):
-        return model.apply({"params": p}, xx)
-
+    f, params, x = _cmnist_mlp_ntk_inputs(n)
     raw_fn = ntk._nt().empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=3)
     raw = jax.jit(lambda p, xx: raw_fn(xx, None, p))
     compile_s = _timed(lambda: ntk.empirical_ntk(f, params, x).block_until_ready())
