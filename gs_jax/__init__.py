@@ -8,8 +8,13 @@ Modules, one idea each (see the README's layout):
 - ``dynamics``     dual (Eq. 9, 10, 18) and primal (Eq. 5, 17) learning dynamics, integrated with diffrax.
 - ``fixed_points`` Lambert W, closed forms (Eq. 12, 13), Lemma 1 (Eq. 14), exact fixed points with implicit
                    derivatives (Theorem 2).
-- ``losses``, ``algorithms``, ``models``  ERM / SD / IRM / V-REx as records of pure functions, Flax models.
-- ``trainer``      the generic trainer: restarts as a vmap axis, scan chunks, evaluators, checkpoints, devices.
+- ``losses``       cross-entropy, SD (Eq. 17 and its per-class forms), IRM, V-REx — one home per equation.
+- ``algorithms``   THE method registry (ERM, SD forms, IRM, V-REx, Group DRO, JTT, logit adjustment, DFR).
+- ``models``       Flax modules and ``models.build``, one forward convention; ``optim`` torch-style optimisers.
+- ``trainer``      the generic trainer: restarts as a vmap axis, scan chunks, evaluators, devices;
+                   ``sampling`` (how a step draws its batch), ``checkpoints`` (save / resume).
+- ``supervised``   a benchmark's task from a model, registry methods, an optimiser, a sampler;
+                   ``evaluators`` accuracy, group / worst-group, PGD accuracy, monitor responses from config.
 - ``metrics``      accuracy, per-group and worst-group accuracy, entropy, input-space margins, mean ± std.
 - ``data``         two-moons, MNIST IDX files, Colored MNIST environments.
 - ``experiments``  one driver per experiment (``experiments.theorem2``, ``experiments.primal_dual``, ...): sweeps,
@@ -30,9 +35,11 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "algorithms",
     "attacks",
+    "checkpoints",
     "config",
     "data",
     "dynamics",
+    "evaluators",
     "experiments",
     "features",
     "fixed_points",
@@ -41,10 +48,13 @@ _SUBMODULES = (
     "metrics",
     "models",
     "ntk",
+    "optim",
     "plotting",
     "precision",
     "reporting",
     "runs",
+    "sampling",
+    "supervised",
     "trainer",
 )
 

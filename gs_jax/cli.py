@@ -4,7 +4,9 @@
     if __name__ == "__main__":
         sys.exit(cli.main(run, experiment="theorem2", default_config="configs/theorem2.py"))
 
-A :class:`GsJaxError` anywhere becomes one line on stderr and exit status 2; files already written stay.
+A :class:`GsJaxError` anywhere becomes one line on stderr and exit status 2; Ctrl-C one line saying where a
+``--resume`` continues (exit status 130). Files already written stay; a run folder that holds nothing but its
+config (a run refused or failed before it wrote anything) is removed whatever the exception.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jax
 
 from gs_jax import runs
 from gs_jax.config import ConfigDict, parse_cli
-from gs_jax.errors import GsJaxError
+from gs_jax.errors import GsJaxError, Interrupted
 
 
 def main(
@@ -29,17 +31,23 @@ def main(
     default_config: str,
     argv: Sequence[str] | None = None,
     experiment_of: Callable[[ConfigDict], str] | None = None,
+    resumable: bool = True,
 ) -> int:
     """Run ``body(config, run_dir)`` for the command line ``argv``; return the process exit status.
 
     ``experiment_of(config)``, when given, names the ``runs/<experiment>/`` folder from the resolved config (one
-    entry point, two kinds of output); ``experiment`` still prefixes messages.
+    entry point, two kinds of output); ``experiment`` still prefixes messages. ``resumable=False``: the
+    experiment writes no checkpoints, and ``--resume`` is refused in one line.
     """
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
+        resume = (
+            " --resume NAME (continue an interrupted run from its checkpoints, same config)"
+            if resumable
+            else ""
+        )
         print(
-            f"{experiment}: --config {default_config}[:variant] --config.KEY=VALUE --name NAME --runs-dir DIR "
-            "--resume NAME (continue an interrupted run from its checkpoints, same config)"
+            f"{experiment}: --config {default_config}[:variant] --config.KEY=VALUE --name NAME --runs-dir DIR{resume}"
         )
         return 0
     run_dir = None
@@ -51,6 +59,10 @@ def main(
         invocation = parse_cli(argv, default_config)
         folder = experiment_of(invocation.config) if experiment_of else experiment
         if invocation.resume:
+            if not resumable:
+                raise GsJaxError(
+                    f"--resume: {experiment} writes no checkpoints (it is quick); run it again instead"
+                )
             run_dir = runs.reopen(folder, invocation.resume, root=invocation.runs_root)
             saved = json.loads(run_dir.file("config.json").read_text())
             if saved != runs.to_jsonable(invocation.config):
@@ -65,12 +77,34 @@ def main(
             )
         body(invocation.config, run_dir)
     except GsJaxError as err:
-        # a refused run leaves no empty folder; a run that fails midway keeps what it wrote, and in both cases
         # ``latest`` still names the last completed run
-        where = ""
-        if run_dir is not None and not run_dir.resumed and not run_dir.discard_if_empty():
-            where = f" (partial output kept in {run_dir.path}; runs/.../latest unchanged)"
-        print(f"{experiment}: error: {err}{where}", file=sys.stderr)
+        print(f"{experiment}: error: {err}{_discard(run_dir)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        where = (
+            f" at step {err.step}" + (f" of {err.what}" if err.what else "")
+            if isinstance(err, Interrupted)
+            else ""
+        )
+        if run_dir is None or run_dir.discard_if_empty():
+            print(f"{experiment}: interrupted{where}; nothing was written", file=sys.stderr)
+        elif not resumable:
+            print(f"{experiment}: interrupted{where}; partial output in {run_dir.path}", file=sys.stderr)
+        else:
+            print(
+                f"{experiment}: interrupted{where}; continue with `--resume {run_dir.path.name}`",
+                file=sys.stderr,
+            )
+        return 130
+    except BaseException:
+        _discard(run_dir)
+        raise
     run_dir.complete()
     return 0
+
+
+def _discard(run_dir: runs.RunDir | None) -> str:
+    """Remove the run folder if nothing but its config was written; else say where the partial output is."""
+    if run_dir is None or run_dir.resumed or run_dir.discard_if_empty():
+        return ""
+    return f" (partial output kept in {run_dir.path}; runs/.../latest unchanged)"

@@ -194,3 +194,24 @@ def parse_cli(argv: Sequence[str], default_config: str) -> Invocation:
         i += 1
     cfg = apply_overrides(load_config(spec), overrides)
     return Invocation(config=cfg, config_spec=spec, run_name=name, runs_root=root, resume=resume)
+
+
+def get_key(cfg: ConfigDict, key: str) -> Any:
+    """The value at a dotted key (``"table.batch_size"``)."""
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_sizes(cfg: ConfigDict, minimums: Mapping[str, float]) -> None:
+    """Refuse up front, naming the config key, a size below its minimum: ``check_sizes(cfg, {"restarts": 1,
+    "table.batch_size": 1})`` → "restarts must be ≥ 1, got 0". A tuple value is checked element by element."""
+    for key, low in minimums.items():
+        value = get_key(cfg, key)
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= low for v in items)
+        if not ok:
+            raise GsJaxError(
+                f"{key} must be ≥ {low:g}, got {value!r}; pass --config.{key}=<a value ≥ {low:g}>"
+            )

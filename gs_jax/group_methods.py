@@ -1,7 +1,5 @@
 """The maths of the worst-group methods of paper Table 3 and SPEC §5b, as pure functions (no training loop).
 
-- **SD, per-class variant** (paper §4.4; the authors' CelebA ``--mode spw3``, SPEC §4.3):
-  :func:`sd_per_class_loss` (the authors' normalisation) and :func:`sd_per_class_paper` (the paper's).
 - **Group DRO** (Sagawa et al., ICLR 2020, Algorithm 1 and Eq. 5; reference code ``kohpangwei/group_DRO``,
   ``loss.py``): :func:`group_dro_init`, :func:`group_mean_losses`, :func:`group_dro_update`,
   :func:`group_dro_loss`, and :func:`group_dro_step` which chains them in the reference order.
@@ -10,8 +8,9 @@
 - **DFR** (Kirichenko et al., ICLR 2023; reference code ``PolinaKirichenko/deep_feature_reweighting``):
   :func:`group_balanced_indices` and :func:`fit_last_layer`.
 
-Binary tasks use one logit per example, ``logits`` of shape ``(n,)``, and labels ``y`` in {0, 1}; groups are
-integers in ``0..n_groups-1`` with ``n_groups`` a Python int (static under jit).
+Groups are integers in ``0..n_groups-1`` with ``n_groups`` a Python int (static under jit). The per-class SD forms
+live in ``gs_jax.losses`` and every method's loss in ``gs_jax.algorithms``; this module holds the maths those
+records and the post-hoc drivers call.
 """
 
 from __future__ import annotations
@@ -24,73 +23,6 @@ import numpy as np
 
 from gs_jax import losses
 from gs_jax.errors import check
-
-# The authors' CelebA SD run (table_2.sh: --mode spw3 --sp 0.1; loss.py), indexed by the label (0 = dark, 1 = blond).
-CELEBA_SD_LAM = (0.1, 0.1)
-CELEBA_SD_GAMMA = (0.44, 2.5)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Spectral Decoupling, per-class variant
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _logistic_losses(logits_n: jax.Array, y_n: jax.Array) -> jax.Array:
-    """Per-example ℓ_i = log(1 + exp(−ŷ_i·(2y_i − 1))), computed as softplus (finite for every margin)."""
-    sign = 2.0 * y_n.astype(logits_n.dtype) - 1.0
-    return jax.nn.softplus(-sign * logits_n)
-
-
-def _class_sums(logits_n: jax.Array, y_n: jax.Array, gamma) -> tuple[list[jax.Array], list[jax.Array]]:
-    """For c ∈ {0, 1}: Σ_{i: y_i = c} (ŷ_i − γ_c)² and n_c = #{i : y_i = c}."""
-    sums, counts = [], []
-    for c in (0, 1):
-        mask = (y_n == c).astype(logits_n.dtype)
-        sums.append(jnp.sum(mask * (logits_n - gamma[c]) ** 2))
-        counts.append(jnp.sum(mask))
-    return sums, counts
-
-
-def sd_per_class_loss(logits_n: jax.Array, y_n: jax.Array, lam, gamma) -> jax.Array:
-    """The authors' CelebA SD objective (``--mode spw3``), with **no ½** and per-class means:
-
-        L = mean_i ℓ_i + λ_1 · mean_{i: y_i=1} (ŷ_i − γ_1)² + λ_0 · mean_{i: y_i=0} (ŷ_i − γ_0)²,
-
-    ℓ_i = log(1 + exp(−ŷ_i·(2y_i − 1))). The authors use λ = (0.1, 0.1) and γ = (0.44, 2.5) (dark, blond):
-    :data:`CELEBA_SD_LAM`, :data:`CELEBA_SD_GAMMA`.
-
-    Normalisation: the logistic term is averaged over the whole batch (n), each class term over that class only
-    (n_c), so each class pulls with the same strength whatever its share of the batch. A class absent from the
-    batch contributes **0** here (value and gradient); the authors' ``.mean()`` of an empty tensor gives NaN there
-    (SPEC §7.12). Equals ``losses.mean_nll + losses.sd_penalty_per_class`` with coefficients ``2·λ``.
-
-    Args:
-      logits_n: ``(n,)`` logits. y_n: ``(n,)`` labels in {0, 1}.
-      lam, gamma: length-2 sequences (or arrays) indexed by the label.
-    Returns: scalar loss.
-    """
-    # one home for the per-class penalty (losses.sd_penalty_per_class carries the paper's ½, hence 2λ)
-    lam2 = tuple(2.0 * jnp.asarray(lam[c]) for c in (0, 1))
-    return losses.mean_nll(logits_n, y_n) + losses.sd_penalty_per_class(logits_n, y_n, lam2, gamma)
-
-
-def sd_per_class_paper(logits_n: jax.Array, y_n: jax.Array, lam, gamma) -> jax.Array:
-    """The paper's per-class SD (§4.4 with Eq. 17), divided by the batch size n:
-
-        L = (1/n) · [ Σ_i ℓ_i + Σ_c (λ_c/2) ‖ŷ_c − γ_c‖² ],   ŷ_c = the logits of the examples of class c.
-
-    Eq. 17 writes sums over examples (``1·log[1 + exp(−Yŷ)] + λ/2‖ŷ‖²``); dividing the whole objective by n
-    leaves its minimiser unchanged and makes the logistic part the usual mean. Unlike :func:`sd_per_class_loss`,
-    each class term is normalised by n (not n_c) and carries the ½, so the two agree when
-    ``λ_code[c] = λ_paper[c] · n_c / (2n)``, which depends on the batch's class mix. An absent class contributes 0
-    (an empty sum).
-
-    Args and returns as :func:`sd_per_class_loss`.
-    """
-    sums, _ = _class_sums(logits_n, y_n, gamma)
-    total = jnp.sum(_logistic_losses(logits_n, y_n)) + sum(0.5 * lam[c] * sums[c] for c in (0, 1))
-    return total / logits_n.shape[0]
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Group DRO (Sagawa et al. 2020)
@@ -109,12 +41,9 @@ def group_mean_losses(
     """Mean loss of each group in the batch and the batch counts, both ``(n_groups,)``.
 
     A group absent from the batch gets mean loss **0**, as the reference ``compute_group_avg`` (it divides by
-    ``count + (count == 0)``).
+    ``count + (count == 0)``); ``losses.segment_means``.
     """
-    groups_n = jnp.asarray(groups_n).astype(jnp.int32)
-    sums = jax.ops.segment_sum(per_example_loss_n, groups_n, num_segments=n_groups)
-    counts = jax.ops.segment_sum(jnp.ones_like(per_example_loss_n), groups_n, num_segments=n_groups)
-    return sums / jnp.maximum(counts, 1.0), counts
+    return losses.segment_means(per_example_loss_n, jnp.asarray(groups_n), n_groups)
 
 
 def group_dro_update(
@@ -147,12 +76,12 @@ def group_dro_update(
     adjustment only when *every* entry of C is > 0 (a vector C mixing zeros and positive values is ignored
     entirely there); here zero entries simply add nothing.
     """
-    losses = jax.lax.stop_gradient(jnp.asarray(group_losses_g))
+    loss_g = jax.lax.stop_gradient(jnp.asarray(group_losses_g))
     if adj is not None:
         check(group_counts_g is not None, "group_dro_update: adj needs the training-set group_counts")
-        counts = jnp.asarray(group_counts_g, losses.dtype)
-        losses = losses + jnp.where(counts > 0, jnp.asarray(adj, losses.dtype) / jnp.sqrt(counts), 0.0)
-    logits = jnp.log(q_g) + eta * losses
+        counts = jnp.asarray(group_counts_g, loss_g.dtype)
+        loss_g = loss_g + jnp.where(counts > 0, jnp.asarray(adj, loss_g.dtype) / jnp.sqrt(counts), 0.0)
+    logits = jnp.log(q_g) + eta * loss_g
     return jax.nn.softmax(logits)
 
 

@@ -110,7 +110,7 @@ def binary_entropy_from_logits(logits: jax.Array) -> jax.Array:
 
     ``H(σ(z)) = softplus(z) − z·σ(z)``: finite for every logit, ln 2 at z = 0 and → 0 as |z| → ∞. The authors'
     formula ``−(p ln p + (1−p) ln(1−p+1e-8))`` gives NaN once σ underflows to 0 (SPEC §7.7).
-    :func:`gs_jax.losses.binary_entropy_from_logits` is the mean of this.
+    Colored MNIST reports its mean over an environment.
     """
     logits = jnp.asarray(logits)
     return jax.nn.softplus(logits) - logits * jax.nn.sigmoid(logits)

@@ -59,6 +59,9 @@ class RunDir:
     path: Path
     experiment: str
     resumed: bool = False  # opened by `--resume NAME`: trainers continue from the checkpoints under it
+    # metrics.jsonl lines already written before a resume: a resumed run recomputes (bit for bit) what the killed
+    # one logged after its last checkpoint, and those lines are not written twice
+    logged: set = dataclasses.field(default_factory=set, compare=False, repr=False)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -88,9 +91,12 @@ class RunDir:
         return self.write_json("summary.json", summary)
 
     def log_metrics(self, record: Mapping[str, Any]) -> None:
-        """Append one record to ``metrics.jsonl``."""
+        """Append one record to ``metrics.jsonl`` (in a resumed run, unless the killed run already wrote it)."""
+        line = json.dumps(to_jsonable(record), allow_nan=False)
+        if line in self.logged:
+            return
         with self.file("metrics.jsonl").open("a") as fh:
-            fh.write(json.dumps(to_jsonable(record), allow_nan=False) + "\n")
+            fh.write(line + "\n")
 
     def write_csv(
         self, name: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
@@ -171,7 +177,16 @@ def reopen(experiment: str, name: str, *, root: str | Path = "runs", quiet: bool
         )
     if not quiet:
         print(f"[gs-jax] {experiment}: resuming {path}", file=sys.stderr)
-    return RunDir(path=path, experiment=experiment, resumed=True)
+    logged: set[str] = set()
+    metrics = path / "metrics.jsonl"
+    if metrics.is_file():
+        text = metrics.read_text()
+        lines = text.split("\n")
+        complete = lines[:-1]  # a line cut by the kill has no newline yet: drop it
+        if lines[-1]:
+            metrics.write_text("".join(f"{line}\n" for line in complete))
+        logged = set(complete)
+    return RunDir(path=path, experiment=experiment, resumed=True, logged=logged)
 
 
 def _point_latest(base: Path, target: str) -> None:

@@ -84,56 +84,6 @@ def test_dropout_before_relu_train_only():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# optimisers: torch SGD-momentum with coupled weight decay, torch Adam
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _torch_sgd_reference(p, grads, lr, wd):
-    """torch.optim.SGD(momentum=0.9, dampening=0, nesterov=False, weight_decay=wd), written out."""
-    buf = None
-    for g in grads:
-        g = g(p) + wd * p
-        buf = g if buf is None else 0.9 * buf + g
-        p = p - lr * buf
-    return p
-
-
-def test_sgd_momentum_weight_decay_matches_torch_recursion(x64):
-    target = jnp.array([1.0, -2.0, 0.5])
-
-    def grad(p):
-        return 3.0 * (p - target) + jnp.sin(p)
-
-    p0 = jnp.array([0.3, 0.2, -0.1])
-    opt = moons_exp.moons_optimizer("sgd", 1e-2, 2e-4)
-    p, state = p0, opt.init(p0)
-    for _ in range(25):
-        u, state = opt.update(grad(p), state, p)
-        p = optax.apply_updates(p, u)
-    np.testing.assert_allclose(p, _torch_sgd_reference(p0, [grad] * 25, 1e-2, 2e-4), rtol=1e-12)
-
-
-def test_adam_matches_torch_recursion(x64):
-    def grad(p):
-        return jnp.cos(3 * p) + p
-
-    p0 = jnp.array([0.3, -1.2])
-    opt = moons_exp.moons_optimizer("adam", 3e-3, 0.0)
-    p, state = p0, opt.init(p0)
-    m = v = jnp.zeros_like(p0)
-    q = p0
-    for t in range(1, 21):
-        u, state = opt.update(grad(p), state, p)
-        p = optax.apply_updates(p, u)
-        g = grad(q)
-        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
-        q = q - 3e-3 * (m / (1 - 0.9**t)) / (jnp.sqrt(v / (1 - 0.999**t)) + 1e-8)
-    np.testing.assert_allclose(p, q, rtol=1e-12)
-    with pytest.raises(GsJaxError):
-        moons_exp.moons_optimizer("rmsprop", 1e-3, 0.0)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # SD penalty gradient
 # ---------------------------------------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from gs_jax import losses, trainer
-from gs_jax.errors import GsJaxError
+from gs_jax import checkpoints, losses, sampling, trainer
+from gs_jax.errors import GsJaxError, Interrupted
 
 N, D, R = 48, 5, 4
 
@@ -30,7 +30,7 @@ def _data(per_restart=True, seed=0):
     return {"x": x, "y": y} if per_restart else {"x": x[0], "y": y[0]}
 
 
-def _task(optimizer=None, batch=None, dropout=0.0):
+def _task(optimizer=None, sampler=None, dropout=0.0):
     """Logistic regression with an optional random input mask (to exercise the per-step keys)."""
 
     def init(key, data):
@@ -45,7 +45,9 @@ def _task(optimizer=None, batch=None, dropout=0.0):
         return value, (model_state, algo_state, logits)
 
     opt = optimizer or optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.9)
-    return trainer.Task(init=init, loss=loss, optimizer=opt, batch=batch, algo_state={"c": jnp.float32(0.01)})
+    return trainer.Task(
+        init=init, loss=loss, optimizer=opt, sampler=sampler, algo_state={"c": jnp.float32(0.01)}
+    )
 
 
 def _metrics(state, data):
@@ -64,7 +66,7 @@ def _assert_trees_equal(a, b):
 def test_vmapped_restarts_equal_one_by_one_and_records():
     task, data = _task(dropout=0.3), _data()
     ev = [trainer.Evaluator("m", _metrics, every=5)]
-    together = trainer.train(task, data, KEYS, steps=20, evaluators=ev, record_every=5)
+    together = trainer.train(task, data, KEYS, steps=20, evaluators=ev, saveat=trainer.SaveAt(record_every=5))
     assert together.records.shape == (R, 4, N) and list(together.record_steps) == [0, 5, 10, 15]
     assert [h["step"] for h in together.history] == [0, 5, 10, 15, 19]
     for r in range(R):
@@ -91,11 +93,11 @@ def test_restart_blocks_give_the_all_at_once_result():
     with records and metrics, then data shared by all restarts."""
     task = _task(dropout=0.3)
     ev = [trainer.Evaluator("m", _metrics, every=4)]
-    for per_restart, kw in ((True, dict(evaluators=ev, record_every=4)), (False, {})):
+    for per_restart, kw in ((True, dict(evaluators=ev, saveat=trainer.SaveAt(record_every=4))), (False, {})):
         data = _data(per_restart)
         kw = dict(steps=8, data_per_restart=per_restart, **kw)
         together = trainer.train(task, data, KEYS, **kw)
-        blocked = trainer.train(task, data, KEYS, restart_block=3, **kw)
+        blocked = trainer.train(task, data, KEYS, layout=trainer.Layout(restart_block=3), **kw)
         assert trainer.compiled_chunks(task, per_restart, restart_block=3) >= 1
         pick = (together.state, together.records, [h.get("acc") for h in together.history])
         for a, b in zip(jax.tree_util.tree_leaves(pick),
@@ -105,12 +107,12 @@ def test_restart_blocks_give_the_all_at_once_result():
         w = together.state.params["w"]
         assert not np.allclose(w[0], w[1])  # the restarts differ, so a mix-up would show
     with pytest.raises(GsJaxError, match="restart_block must be ≥ 0"):
-        trainer.train(task, _data(), KEYS, steps=2, restart_block=-1)
+        trainer.train(task, _data(), KEYS, steps=2, layout=trainer.Layout(restart_block=-1))
 
 
 def test_first_record_is_the_pre_update_forward_pass_and_matches_a_python_loop():
     task, data = _task(), _data()
-    res = trainer.train(task, data, KEYS, steps=6, record_every=1)
+    res = trainer.train(task, data, KEYS, steps=6, saveat=trainer.SaveAt(record_every=1))
     params = {"w": 0.1 * jax.random.normal(KEYS[2], (D,)), "b": jnp.zeros(())}
     opt = optax.sgd(0.1, momentum=0.9)
     s = opt.init(params)
@@ -129,9 +131,15 @@ def test_first_record_is_the_pre_update_forward_pass_and_matches_a_python_loop()
 
 def test_hyper_parameters_in_state_share_one_program_and_equal_a_rebuilt_optimiser():
     task, data = _task(), _data()
-    a = trainer.train(task, data, KEYS, steps=10, opt_hyperparams={"learning_rate": 0.03})
+    a = trainer.train(task, data, KEYS, steps=10, init=trainer.Init(opt_hyperparams={"learning_rate": 0.03}))
     n = trainer.compiled_chunks(task)
-    b = trainer.train(task, data, KEYS, steps=10, opt_hyperparams={"learning_rate": [0.03, 0.3, 0.03, 0.3]})
+    b = trainer.train(
+        task,
+        data,
+        KEYS,
+        steps=10,
+        init=trainer.Init(opt_hyperparams={"learning_rate": [0.03, 0.3, 0.03, 0.3]}),
+    )
     assert trainer.compiled_chunks(task) == n == 1  # other learning rates, no new compilation
     fixed = _task(optimizer=optax.sgd(0.03, momentum=0.9))
     c = trainer.train(fixed, data, KEYS, steps=10)
@@ -139,46 +147,77 @@ def test_hyper_parameters_in_state_share_one_program_and_equal_a_rebuilt_optimis
     np.testing.assert_array_equal(a.state.params["w"][0], b.state.params["w"][0])
     assert not np.allclose(a.state.params["w"][1], b.state.params["w"][1])
     with pytest.raises(GsJaxError, match="unknown optimiser hyper-parameters"):
-        trainer.train(task, data, KEYS, steps=2, opt_hyperparams={"lr": 0.1})
+        trainer.train(task, data, KEYS, steps=2, init=trainer.Init(opt_hyperparams={"lr": 0.1}))
 
 
-def test_minibatches_are_epoch_permutations_drawn_on_device():
-    batch = trainer.minibatches(8)
+def _draws(sampler, data, key, steps, algo_state=None):
+    state = sampler.init(data, algo_state or {}, key)
+    out = []
+    for t in range(steps):
+        batch, state = jax.jit(sampler.draw)(data, state, jnp.int32(t), key)
+        out.append(np.asarray(batch["i"]))
+    return out
+
+
+def test_epochs_are_permutations_drawn_once_per_epoch_and_equal_the_per_step_formula():
+    """One permutation per epoch, kept in the sampler state: the batches equal slicing
+    permutation(fold_in(fold_in(key, 2³¹−1), epoch)) at every step (the batches of the earlier per-step form,
+    so results do not move)."""
     data = {"i": jnp.arange(N)}
     key = jax.random.PRNGKey(3)
     per_epoch = N // 8
-    seen = np.concatenate([np.asarray(batch(data, t, key)["i"]) for t in range(per_epoch)])
-    assert sorted(seen.tolist()) == list(range(N))  # one epoch = every example once
-    nxt = np.concatenate([np.asarray(batch(data, t, key)["i"]) for t in range(per_epoch, 2 * per_epoch)])
-    assert sorted(nxt.tolist()) == list(range(N)) and not np.array_equal(seen, nxt)  # a new permutation
-    np.testing.assert_array_equal(batch(data, 7, key)["i"], jax.jit(batch)(data, jnp.int32(7), key)["i"])
-    task = _task(batch=trainer.minibatches(12))
-    shared = _data(per_restart=False)
-    res = trainer.train(
-        task,
-        shared,
-        KEYS,
-        steps=12,
-        data_per_restart=False,
-        evaluators=[trainer.Evaluator("m", _metrics, every=0)],
-    )
+    draws = _draws(sampling.epochs(8, ("i",)), data, key, 2 * per_epoch + 1)
+    for t, got in enumerate(draws):
+        epoch, i = divmod(t, per_epoch)
+        perm = np.asarray(sampling.epoch_permutation(key, epoch, N))
+        np.testing.assert_array_equal(got, perm[i * 8 : (i + 1) * 8])
+    seen, nxt = np.concatenate(draws[:per_epoch]), np.concatenate(draws[per_epoch : 2 * per_epoch])
+    assert sorted(seen.tolist()) == list(range(N)) and sorted(nxt.tolist()) == list(range(N))
+    assert not np.array_equal(seen, nxt)
+    task = _task(sampler=sampling.epochs(12, ("x", "y")))
+    res = trainer.train(task, _data(per_restart=False), KEYS, steps=12, data_per_restart=False,
+                        evaluators=[trainer.Evaluator("m", _metrics, every=0)])  # fmt: skip
     assert res.final["acc"].shape == (R,) and np.all(res.final["acc"] > 0.5)
+    with pytest.raises(GsJaxError, match="larger than the training set"):
+        trainer.train(_task(sampler=sampling.epochs(N + 1, ("x", "y"))), _data(per_restart=False), KEYS,
+                      steps=2, data_per_restart=False)  # fmt: skip
+
+
+def test_weighted_draws_follow_the_weights_and_mix_with_epochs():
+    """With replacement, probability ∝ exp(logw): an example of weight 9 among weight-1 ones is drawn ≈ 9/(9+n−1)
+    of the time; under ``epochs(weighted=True)`` a restart with constant logw keeps its permutations."""
+    n = 20
+    data = {"i": jnp.arange(n)}
+    logw = np.zeros(n, np.float32)
+    logw[3] = np.log(9.0)
+    key = jax.random.PRNGKey(0)
+    draws = np.concatenate(
+        _draws(sampling.with_replacement(50, ("i",)), data, key, 200, {"logw": jnp.asarray(logw)})
+    )
+    freq = np.mean(draws == 3)
+    assert abs(freq - 9 / 28) < 0.02  # 10,000 draws: 3 standard errors ≈ 0.014
+    mixed = sampling.epochs(5, ("i",), weighted=True)
+    uniform = _draws(mixed, data, key, 4, {"logw": jnp.zeros(n)})
+    np.testing.assert_array_equal(np.concatenate(uniform), np.asarray(sampling.epoch_permutation(key, 0, n)))
+    weighted = np.concatenate(_draws(mixed, data, key, 40, {"logw": jnp.asarray(logw)}))
+    assert np.mean(weighted == 3) > 0.2
 
 
 def test_evaluators_keep_their_own_schedules():
     seen = []
     evs = [trainer.Evaluator("often", _metrics, every=3), trainer.Evaluator("end", _metrics, every=0)]
-    res = trainer.train(
-        _task(), _data(), KEYS, steps=10, evaluators=evs, on_eval=lambda rec: seen.append(rec["step"])
-    )
+    res = trainer.train(_task(), _data(), KEYS, steps=10, evaluators=evs,
+                        progress=trainer.Progress(on_eval=lambda rec: seen.append(rec["step"])))  # fmt: skip
     assert seen == [0, 3, 6, 9] and set(res.final) == {"acc", "w_norm"}
 
 
 def test_kill_and_resume_ends_in_the_identical_state(tmp_path):
     task, data = _task(dropout=0.2), _data()
     ev = [trainer.Evaluator("m", _metrics, every=4)]
-    kw = dict(steps=23, evaluators=ev, record_every=1)
-    whole = trainer.train(task, data, KEYS, **kw)
+    kw = dict(steps=23, evaluators=ev)
+    whole = trainer.train(task, data, KEYS, saveat=trainer.SaveAt(record_every=1), **kw)
+    ckpt = tmp_path / "ckpt"
+    save = trainer.SaveAt(record_every=1, checkpoint_dir=ckpt, checkpoint_every_s=0.0)
 
     class Killed(Exception):
         pass
@@ -187,11 +226,10 @@ def test_kill_and_resume_ends_in_the_identical_state(tmp_path):
         if record["step"] == 12:
             raise Killed
 
-    ckpt = tmp_path / "ckpt"
     with pytest.raises(Killed):
-        trainer.train(task, data, KEYS, checkpoint_dir=ckpt, on_eval=kill_at_12, **kw)
-    assert trainer.latest_checkpoint(ckpt).name == "ckpt_000000008.npz"  # the last one before the kill
-    resumed = trainer.train(task, data, KEYS, checkpoint_dir=ckpt, resume=True, **kw)
+        trainer.train(task, data, KEYS, saveat=save, progress=trainer.Progress(on_eval=kill_at_12), **kw)
+    assert checkpoints.latest_checkpoint(ckpt).name == "ckpt_000000012.npz"  # the last chunk before the kill
+    resumed = trainer.train(task, data, KEYS, saveat=save._replace(resume=True), **kw)
     _assert_trees_equal(whole.state, resumed.state)
     _assert_trees_equal(whole.params0, resumed.params0)
     np.testing.assert_array_equal(whole.records, resumed.records)
@@ -202,12 +240,62 @@ def test_kill_and_resume_ends_in_the_identical_state(tmp_path):
     # a checkpoint of another run is refused in one line
     other = _task(optimizer=optax.adam(1e-2))
     with pytest.raises(GsJaxError, match="does not fit this run"):
-        trainer.train(other, data, KEYS, steps=23, checkpoint_dir=ckpt, resume=True)
+        trainer.train(other, data, KEYS, steps=23, saveat=save._replace(resume=True))
     with pytest.raises(GsJaxError, match="leading restart axis of size 2"):
         trainer.train(task, data, KEYS[:2], steps=23)
     (ckpt / "ckpt_000000023.npz").write_bytes(b"not a zip")
     with pytest.raises(GsJaxError, match="unreadable"):
-        trainer.train(task, data, KEYS, checkpoint_dir=ckpt, resume=True, **kw)
+        trainer.train(task, data, KEYS, saveat=save._replace(resume=True), **kw)
+
+
+def test_ctrl_c_raises_interrupted_at_the_newest_checkpoint_and_the_bar_counts_finished_steps(tmp_path):
+    counted = []
+
+    class Bar:
+        def __init__(self, total, desc):
+            self.total = total
+
+        def update(self, n):
+            counted.append(n)
+            if sum(counted) >= 8:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    save = trainer.SaveAt(checkpoint_dir=tmp_path, checkpoint_every_s=0.0)
+    with pytest.raises(Interrupted) as info:
+        trainer.train(_task(), _data(), KEYS, steps=20, saveat=save, progress=trainer.Progress(Bar, "toy"),
+                      layout=trainer.Layout(max_chunk=4))  # fmt: skip
+    assert info.value.step == 4 and info.value.what == "toy" and counted == [4, 4]
+
+
+def test_one_key_and_a_short_loss():
+    """One key = one restart without a restart axis; Task.simple takes (params, batch) -> loss or (loss, aux)."""
+    data = _data(per_restart=False)
+
+    def loss(params, batch):
+        z = batch["x"] @ params["w"]
+        return losses.mean_nll(z, batch["y"]), z
+
+    task = trainer.Task.simple(lambda key, d: {"w": jnp.zeros(D)}, loss, optax.sgd(0.5))
+    res = trainer.train(task, data, jax.random.PRNGKey(0), steps=30, saveat=trainer.SaveAt(record_every=10),
+                        evaluators=[trainer.Evaluator("m", lambda s, d: {"n": jnp.linalg.norm(s.params["w"])}, 10)])  # fmt: skip
+    assert res.state.params["w"].shape == (D,) and res.records.shape == (3, N) and res.failed_at == -1
+    assert np.ndim(res.history[-1]["n"]) == 0
+    w = jnp.zeros(D)
+    for _ in range(30):
+        w = w - 0.5 * jax.grad(lambda v: losses.mean_nll(data["x"] @ v, data["y"]))(w)
+    np.testing.assert_allclose(res.state.params["w"], w, rtol=1e-5, atol=1e-6)
+    scalar = trainer.Task(lambda key, d: ({"w": jnp.zeros(D)}, {}),
+                          lambda p, ms, a, b, st, k: losses.mean_nll(b["x"] @ p["w"], b["y"]), optax.sgd(0.5))  # fmt: skip
+    np.testing.assert_allclose(trainer.train(scalar, data, jax.random.PRNGKey(0), steps=30).state.params["w"], w,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    bad = trainer.Task(lambda key, d: ({"w": jnp.zeros(D)}, {}), lambda *a: (1.0, 2.0), optax.sgd(0.5))
+    with pytest.raises(GsJaxError, match="Task.simple"):
+        trainer.train(bad, data, jax.random.PRNGKey(0), steps=1)
+    with pytest.raises(GsJaxError, match="one PRNG key or a stack"):
+        trainer.train(task, data, jnp.zeros((2, 2, 2), jnp.uint32), steps=1)
 
 
 def test_non_finite_loss_freezes_only_that_restart():
@@ -225,7 +313,7 @@ FOUR_DEVICES = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import test_trainer as t
     from gs_jax import ntk, trainer, models
-    res = t.trainer.train(t._task(dropout=0.2), t._data(), t.KEYS, steps=15, record_every=5,
+    res = t.trainer.train(t._task(dropout=0.2), t._data(), t.KEYS, steps=15, saveat=t.trainer.SaveAt(record_every=5),
                           evaluators=[t.trainer.Evaluator("m", t._metrics, every=5)])
     model = models.MoonsMLP(hidden=16)
     x = jax.random.normal(jax.random.PRNGKey(0), (10, 2))

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from gs_jax.errors import GsJaxError, check
+from gs_jax.models import IMAGENET_MEAN, IMAGENET_STD
 
 ATTR_NAMES = (
     "5_o_Clock_Shadow",
@@ -84,8 +85,6 @@ ATTR_NAMES = (
 )
 SPLITS = ("train", "val", "test")  # partition values 0, 1, 2
 N_GROUPS = 4
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 CROP = 178
 SIZE = 224
 

@@ -21,11 +21,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gs_jax import features, losses, metrics, models, ntk, runs, trainer
+from gs_jax import algorithms, features, metrics, models, ntk, optim, runs, trainer
 from gs_jax.data import moons as moons_data
-from gs_jax.errors import GsJaxError, check
+from gs_jax.errors import check
 from gs_jax.metrics import best_margin_bound, boundary_points, linear_svm_margin, signed_boundary_distances
 from gs_jax.plotting import moons as moons_plots
 from gs_jax.reporting import markdown_table, mean_std_str
@@ -55,28 +54,13 @@ class MoonsHyper(NamedTuple):
     sd_coef: Any  # loss = mean CE + sd_coef · mean(ŷ²) (the authors' form of Eq. 17)
 
 
-def moons_optimizer(name: str, lr, weight_decay) -> optax.GradientTransformation:
-    """torch ``SGD(lr, momentum=0.9, weight_decay=wd)`` or ``Adam(lr, weight_decay=wd)`` as an optax chain.
-
-    torch's momentum buffer starts at the first gradient (buf = g), which equals optax's zero-initialised trace
-    after one step; torch's coupled weight decay is ``add_decayed_weights`` BEFORE the update rule (SPEC, conventions).
-    """
-    check_name = {
-        "sgd": lambda: optax.sgd(lr, momentum=0.9),
-        "adam": lambda: optax.adam(lr, 0.9, 0.999, 1e-8),
-    }
-    if name not in check_name:
-        raise GsJaxError(f"unknown optimizer {name!r}; choose from sgd, adam")
-    return optax.chain(optax.add_decayed_weights(weight_decay), check_name[name]())
-
-
 @functools.cache
 def make_task(arch: MoonsArch) -> trainer.Task:
     """The trainer's task for one architecture (cached: every case with the same ``arch`` shares one compiled
     program; the learning rate and weight decay live in the optimiser state, the SD coefficient in the
     algorithm state).
 
-    Loss: mean CE + sd_coef · mean(ŷ²) (``losses.sd_regularised``, the authors' form of Eq. 17); the recorded
+    Loss: mean CE + sd_coef · mean(ŷ²) (the registry's ``sd``, the authors' form of Eq. 17); the recorded
     ``out`` of a step is its training logits and loss, from the forward pass BEFORE that step's update (as the
     authors' Fig. 1(d) code).
     """
@@ -96,15 +80,15 @@ def make_task(arch: MoonsArch) -> trainer.Task:
             model_state["params0"] = params  # ŷ_lin is taken around θ₀
         return params, model_state
 
+    sd = algorithms.get("sd")
+
     def loss(params, model_state, algo_state, batch, step, key):
         logits, model_state = _forward(model, arch, params, model_state, batch["x"], True, key)
-        nll = losses.mean_nll(logits, batch["y"])
-        value = losses.sd_regularised(nll, losses.sd_penalty(logits), algo_state["sd_coef"])
+        hp = {"lam": algo_state["sd_coef"], "lam_warmup": algo_state["sd_coef"], "anneal_iters": 0}
+        value, _, _ = sd.loss(hp, {}, step, logits, batch, params)
         return value, (model_state, algo_state, (logits, value))
 
-    optimizer = optax.inject_hyperparams(functools.partial(moons_optimizer, arch.optimizer))(
-        lr=0.0, weight_decay=0.0
-    )
+    optimizer = optim.injected(arch.optimizer)
     return trainer.Task(init=init, loss=loss, optimizer=optimizer, algo_state={"sd_coef": jnp.float32(0.0)})
 
 
@@ -187,13 +171,16 @@ def train_moons(
         data,
         keys_s,
         steps=steps,
-        record_every=record_every,
-        max_chunk=chunk,
-        algo_state={"sd_coef": np.full(n_seeds, hyper.sd_coef, np.float32)},
-        opt_hyperparams={"lr": hyper.lr, "weight_decay": hyper.weight_decay},
-        progress=progress,
-        desc=desc,
-        restart_block=trainer.auto_restart_block(np.shape(x_sn2)[1] * arch.hidden * arch.n_hidden * 4),
+        init=trainer.Init(
+            algo_state={"sd_coef": np.full(n_seeds, hyper.sd_coef, np.float32)},
+            opt_hyperparams={"lr": hyper.lr, "weight_decay": hyper.weight_decay},
+        ),
+        saveat=trainer.SaveAt(record_every=record_every),
+        progress=trainer.Progress(progress, desc),
+        layout=trainer.Layout(
+            restart_block=trainer.auto_restart_block(np.shape(x_sn2)[1] * arch.hidden * arch.n_hidden * 4),
+            max_chunk=chunk,
+        ),
     )
     logits, loss = result.records
     return MoonsResult(result.state, result.params0, logits, loss, result.record_steps)
