@@ -170,3 +170,33 @@ def data_info(y, *, n_outputs: int, group=None, n_groups: int = 0, env=None, n_e
         gcounts = tuple(int(c) for c in np.bincount(g.astype(np.int64), minlength=n_groups))
     return algorithms.DataInfo(n_outputs, n_groups if group is not None else 0, n_envs if env is not None else 0,
                                counts, gcounts, name)  # fmt: skip
+
+
+def method_rows(methods_cfg, *, overrides=()) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(row, registry name, block)`` for each entry of ``methods.enabled`` — the one way a benchmark reads its
+    method list.
+
+    A row is a registry name (its block ``methods.<name>``, if any, holds hyper-parameter values or grids), or a
+    name whose block ``methods.<row>`` sets ``method: <registry name>`` (a named variant: Colored MNIST's ``sd`` row
+    runs ``sd_rescaled``, its ``oracle`` row ``erm``). Block keys other than ``method``, the method's
+    hyper-parameters and the experiment's ``overrides`` (schedule keys it reads itself) are refused in one line.
+    """
+    enabled = methods_cfg["enabled"]
+    enabled = (enabled,) if isinstance(enabled, str) else tuple(enabled)
+    check(enabled, "methods.enabled is empty; name at least one method")
+    check(len(set(enabled)) == len(enabled), f"methods.enabled repeats a name: {enabled}")
+    out = []
+    for row in enabled:
+        block = dict(methods_cfg[row]) if row in methods_cfg else {}
+        name = block.pop("method", row)
+        if name not in algorithms.ALGORITHMS:
+            raise algorithms.GsJaxError(
+                f"methods.enabled: {row!r} is neither a registered method ({', '.join(algorithms.ALGORITHMS)}) nor a "
+                "row with a 'method' key"
+            )
+        alg = algorithms.get(name)
+        unknown = set(block) - set(alg.defaults) - set(overrides)
+        check(not unknown, f"methods.{row}: unknown keys {sorted(unknown)}; {name} takes {', '.join(alg.defaults)}"
+              + (f" and the schedule keys {', '.join(overrides)}" if overrides else ""))  # fmt: skip
+        out.append((row, name, block))
+    return out
