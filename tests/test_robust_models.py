@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gs_jax.errors import GsJaxError
-from gs_jax.models import VGG, VGG16_CFG, LeNetFig2, PreActResNet
+from gs_jax.models.convnets import VGG, VGG16_CFG, LeNetFig2, PreActResNet
 
 # rbg keys: XLA compiles threefry's unrolled rounds once per initialiser, which makes a jitted VGG init take ~10 s
 # on a CPU; the RngBitGenerator-based implementation compiles in a fraction of that.
@@ -180,7 +180,7 @@ def test_preact_resnet110_hand_count():
 def test_banded_conv_equals_lax_conv(shape):
     """The LeNet's fast convolution (banded matmul) against XLA's own VALID convolution, on square and non-square
     images with one and several input channels: a wrong band offset or a row/column mix-up moves it by O(1)."""
-    from gs_jax.models import _banded_conv
+    from gs_jax.models.convnets import _banded_conv
 
     n, hh, ww, cin, f = shape
     kx, kk, kb = jax.random.split(jax.random.PRNGKey(5), 3)
