@@ -98,3 +98,52 @@ def test_cli_main_reports_one_line_and_keeps_files(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == "e: error: seeds must be ≥ 1, got 0"
     assert sorted(p.name for p in (tmp_path / "runs" / "e").iterdir()) == before, "no empty run folder left"
     assert runs.latest("e", root) == seen["path"].resolve()
+
+
+def _cfg_file(tmp_path):
+    cfg_file = tmp_path / "c.py"
+    cfg_file.write_text(
+        "import ml_collections\n\ndef get_config(arg=None):\n    return ml_collections.ConfigDict({'n': 1})\n"
+    )
+    return str(cfg_file)
+
+
+def test_any_exception_removes_an_empty_run_folder_and_ctrl_c_is_one_line(tmp_path, capsys):
+    from gs_jax.errors import Interrupted
+
+    cfg, root = _cfg_file(tmp_path), str(tmp_path / "runs")
+
+    def crash(cfg, run):
+        raise ZeroDivisionError("a bug")
+
+    try:
+        cli.main(crash, experiment="e", default_config=cfg, argv=["--runs-dir", root])
+    except ZeroDivisionError:
+        pass
+    assert not any((tmp_path / "runs" / "e").iterdir()), "no run folder left by an unexpected exception"
+
+    def interrupted(cfg, run):
+        run.log_metrics({"step": 0})
+        raise Interrupted(40, "table (all λ × seeds)")
+
+    assert (
+        cli.main(interrupted, experiment="e", default_config=cfg, argv=["--runs-dir", root, "--name", "r"])
+        == 130
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "e: interrupted at step 40 of table (all λ × seeds); continue with `--resume r`"
+    assert cli.main(interrupted, experiment="e", default_config=cfg, argv=["--runs-dir", root, "--resume", "r"],
+                    resumable=False) == 2  # fmt: skip
+    assert "writes no checkpoints" in capsys.readouterr().err
+
+
+def test_a_resumed_run_does_not_write_a_metrics_line_twice(tmp_path):
+    run = runs.create("exp", {"n": 1}, name="r", root=tmp_path, quiet=True)
+    for s in range(3):
+        run.log_metrics({"step": s})
+    with run.file("metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 3')  # cut by the kill
+    again = runs.reopen("exp", "r", root=tmp_path, quiet=True)
+    for s in range(1, 5):  # the resumed run recomputes steps after its last checkpoint
+        again.log_metrics({"step": s})
+    assert [r["step"] for r in runs.read_metrics(again.file("metrics.jsonl"))] == [0, 1, 2, 3, 4]
