@@ -121,8 +121,9 @@ def at_reference(
     ``form``: for one logit per example ``None`` (or ``"binary"``); for C > 1 logits, class labels ``y`` in
     0..C−1 and ``"one_vs_rest"`` or ``"joint"`` (module docstring). ``method``: ``"dense"`` (exact: ``eigh`` of
     Y K Y, K formed; memory rows²), ``"lanczos"`` or ``"randomized"`` (matrix-free,
-    :func:`gs_jax.features.top_k`), ``"auto"``: dense when the rows (n, or n·C for the joint form) are at most
-    ``dense_max``, else Lanczos.
+    :func:`gs_jax.features.top_k`), ``"auto"``: dense when the n·C rows of the full Gram (n for one logit) are
+    at most ``dense_max``, else Lanczos. One-vs-rest dense forms that Gram once and slices it per class; its
+    matrix-free path runs Lanczos on each output in turn.
     """
     apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     check(method in ("auto", "dense", "lanczos", "randomized"),
@@ -143,6 +144,14 @@ def at_reference(
     Y = features.class_labels(y, classes)
     if form == "joint":
         return _binary(apply_fn, params, x, Y.reshape(-1), yhat0.reshape(-1), k, method, dense_max)
+    if method == "dense" or (method == "auto" and n * classes <= dense_max):
+        # one Gram of all n·C rows (one compilation), sliced per class: K⁽ᶜᶜ⁾ = K[c::C, c::C]
+        from gs_jax import ntk
+
+        check(1 <= int(k) < n, f"k must be in [1, {n - 1}] (fewer than the {n} probe examples), got {k}")
+        f = features.one_vs_rest_from_gram(ntk.empirical_ntk(apply_fn, params, x), y, top_k=int(k))
+        return Monitor(f.U, f.s, Y.T.astype(f.U.dtype), yhat0.T.astype(f.U.dtype))
+    method = "lanczos" if method == "auto" else method
     per = [
         _binary(_Output(apply_fn, c), params, x, Y[:, c], yhat0[:, c], k, method, dense_max)
         for c in range(classes)
