@@ -70,12 +70,12 @@ test-package: $(STAMP)  ## the wheel in a fresh venv of the newest Python: `gs-j
 	rm -rf $(PACKAGE_VENV) build/package && $(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/package .
 	$(PYTHON_NEWEST) -m venv $(PACKAGE_VENV)
 	$(PACKAGE_VENV)/bin/pip install -q --disable-pip-version-check build/package/gs_jax-*.whl pytest
-	@$(PACKAGE_VENV)/bin/python -c "import sys, jax, flax, gs_jax; print('test-package: Python', sys.version.split()[0], \
-	  '| jax', jax.__version__, '| flax', flax.__version__, '| gs_jax from', gs_jax.__file__)"
-	d=$$(mktemp -d) && cd $$d && $(CURDIR)/$(PACKAGE_VENV)/bin/gs-jax --help >/dev/null \
+	@# from an empty directory, so that nothing of the checkout is imported
+	d=$$(mktemp -d) && cd $$d && $(CURDIR)/$(PACKAGE_VENV)/bin/python -c "import sys, jax, flax, gs_jax; \
+	  print('test-package: Python', sys.version.split()[0], '| jax', jax.__version__, '| flax', flax.__version__, \
+	  '| gs_jax from', gs_jax.__file__)" && $(CURDIR)/$(PACKAGE_VENV)/bin/gs-jax --help >/dev/null \
 	  && $(CURDIR)/$(PACKAGE_VENV)/bin/gs-jax theorem2:small >/dev/null && test -f runs/theorem2/latest/summary.json \
 	  && echo "test-package: gs-jax theorem2:small wrote $$d/runs/theorem2/latest/"
-	@# from an empty directory, so that the tests import the installed wheel, not the checkout
 	cd $$(mktemp -d) && $(CURDIR)/$(PACKAGE_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir $(CURDIR) \
 	  -c $(CURDIR)/pyproject.toml $(addprefix $(CURDIR)/,$(LATEST_TESTS) tests/test_commands.py) $(ARGS)
 

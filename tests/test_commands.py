@@ -87,11 +87,13 @@ def test_usage_errors_are_one_line(argv, message, capsys, in_tmp, x64):
 
 
 def test_a_run_through_the_command_writes_its_folder(in_tmp, x64):
-    # primal-dual:small, the quickest experiment; the underscore spelling is accepted too
-    assert commands.main(["primal_dual:small", "--name", "cmd", "--config.sd_lam=0.01"]) == 0
-    run = in_tmp / "runs" / "primal_dual" / "cmd"
+    # a variant, dotted overrides and --name pass through to the entry point (theorem2:small, one equation, no map)
+    argv = ["theorem2:small", "--name", "cmd", "--config.phase.enabled=false", "--config.equations=eq10"]
+    assert commands.main(argv) == 0
+    run = in_tmp / "runs" / "theorem2" / "cmd"
     saved = json.loads((run / "config.json").read_text())
-    assert saved["sd_lam"] == 0.01 and (in_tmp / "runs" / "primal_dual" / "latest").resolve() == run.resolve()
+    assert saved["equations"] == ["eq10"] and saved["n_points"] == 12 and not saved["phase"]["enabled"]
+    assert (in_tmp / "runs" / "theorem2" / "latest").resolve() == run.resolve()
     assert (run / "summary.json").is_file()
 
 
