@@ -7,9 +7,9 @@ along training (Eq. 3-4), for a probe set of up to ~20,000 examples.
     corr = monitor.alignment(mon, attribute)                               # which feature is "colour"?
 
 ``apply_fn(params, x)`` returns one logit per example, ``(n,)`` or ``(n, 1)`` (binary tasks, labels in {0, 1} or
-{−1, +1}), or ``(n, C)`` for C classes (below). Features come from :mod:`gs_jax.features`: the exact eigendecomposition of the Gram Y K Y when
-``n ≤ dense_max`` (K by :func:`gs_jax.ntk.empirical_ntk`), else the top k by Lanczos on NTK-vector products (K is
-never formed).
+{−1, +1}), or ``(n, C)`` for C classes (below). Features come from :mod:`gs_jax.features`: the exact
+eigendecomposition of the Gram Y K Y when its rows are at most ``dense_max`` (K by :func:`gs_jax.ntk.empirical_ntk`),
+else the top k by Lanczos on NTK-vector products (K is never formed).
 
 **Centred responses (the default).** Eq. 3-4 linearise the network around θ₀: ŷ(θ) ≈ ŷ₀ + Φ₀(θ − θ₀), so the part
 of the output the features describe is ŷ − ŷ₀ = U S Vᵀ(θ − θ₀), and z(t) = UᵀY(ŷ(t) − ŷ₀) = S Vᵀ(θ(t) − θ₀) starts
