@@ -14,13 +14,18 @@ PEERS_PKGS  := torch==2.13.0 numpy==2.4.6
 PEERS_STAMP := $(PEERS)/.installed
 # the core's tests, run by `make test-latest` on the newest jax without neural-tangents
 LATEST_TESTS := tests/test_ntk.py tests/test_nt_compat.py tests/test_features.py tests/test_dynamics.py \
-                tests/test_fixed_points.py tests/test_precision.py tests/test_trainer.py tests/test_metrics.py
+                tests/test_fixed_points.py tests/test_precision.py tests/test_trainer.py tests/test_metrics.py \
+                tests/test_adapters.py tests/test_multiclass.py
+# `make test-package`: the newest Python that runs here (override: make test-package PYTHON_NEWEST=python3.14)
+PYTHON_NEWEST ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3; do \
+                   $$p -c 'import venv' 2>/dev/null && { echo $$p; break; }; done)
+PACKAGE_VENV  := .venv-package
 ARGS   ?=
 
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup setup-gpu device-check lock test test-latest test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group starvation notebooks \
+.PHONY: help setup setup-gpu device-check lock test test-latest test-package test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group starvation notebooks \
         data-mnist data-fashion data-cifar data-celeba bench bench-jax bench-peers clean
 
 help:  ## list the targets
@@ -60,6 +65,19 @@ test-latest:  ## the core's tests on the newest jax/flax/optax/diffrax (unlocked
 	@$(LATEST)/bin/python -c "import jax, flax, optax, diffrax; print('test-latest: jax', jax.__version__, \
 	  '| flax', flax.__version__, '| optax', optax.__version__, '| diffrax', diffrax.__version__)"
 	$(LATEST)/bin/python -m pytest -q $(LATEST_TESTS) $(ARGS)
+
+test-package: $(STAMP)  ## the wheel in a fresh venv of the newest Python: `gs-jax theorem2:small` in an empty dir, the core's tests against it
+	rm -rf $(PACKAGE_VENV) build/package && $(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/package .
+	$(PYTHON_NEWEST) -m venv $(PACKAGE_VENV)
+	$(PACKAGE_VENV)/bin/pip install -q --disable-pip-version-check build/package/gs_jax-*.whl pytest
+	@# from an empty directory, so that nothing of the checkout is imported
+	d=$$(mktemp -d) && cd $$d && $(CURDIR)/$(PACKAGE_VENV)/bin/python -c "import sys, jax, flax, gs_jax; \
+	  print('test-package: Python', sys.version.split()[0], '| jax', jax.__version__, '| flax', flax.__version__, \
+	  '| gs_jax from', gs_jax.__file__)" && $(CURDIR)/$(PACKAGE_VENV)/bin/gs-jax --help >/dev/null \
+	  && $(CURDIR)/$(PACKAGE_VENV)/bin/gs-jax theorem2:small >/dev/null && test -f runs/theorem2/latest/summary.json \
+	  && echo "test-package: gs-jax theorem2:small wrote $$d/runs/theorem2/latest/"
+	cd $$(mktemp -d) && $(CURDIR)/$(PACKAGE_VENV)/bin/python -m pytest -q -p no:cacheprovider --rootdir $(CURDIR) \
+	  -c $(CURDIR)/pyproject.toml $(addprefix $(CURDIR)/,$(LATEST_TESTS) tests/test_commands.py) $(ARGS)
 
 test-slow: $(STAMP)  ## only the slow tests (paper-scale runs)
 	$(PY) -m pytest -q -m slow $(ARGS)

@@ -4,7 +4,11 @@ Modules, one idea each (see the README's layout):
 
 - ``ntk``          Φ₀, the NTK Gram K = Φ₀Φ₀ᵀ, K·v, linearisation, infinite-width NTK (Eq. 1–3); the only module
                    that calls neural-tangents.
-- ``features``     Definition 1: YΦ₀ = U S Vᵀ, responses z = Uᵀ Y ŷ (Eq. 4), label alignment.
+- ``adapters``     models from any library at the boundary of ntk/features/monitor: linen apply functions, Flax
+                   NNX and Equinox modules.
+- ``features``     Definition 1: YΦ₀ = U S Vᵀ, responses z = Uᵀ Y ŷ (Eq. 4), label alignment; k classes one-vs-rest
+                   and joint.
+- ``monitor``      the starvation monitor: features at θ₀, responses z(t) along training, naming features.
 - ``dynamics``     dual (Eq. 9, 10, 18) and primal (Eq. 5, 17) learning dynamics, integrated with diffrax.
 - ``fixed_points`` Lambert W, closed forms (Eq. 12, 13), Lemma 1 (Eq. 14), exact fixed points with implicit
                    derivatives (Theorem 2).
@@ -20,6 +24,7 @@ Modules, one idea each (see the README's layout):
 - ``experiments``  one driver per experiment (``experiments.theorem2``, ``experiments.primal_dual``, ...): sweeps,
                    summaries, tables and run outputs, so that the maths modules neither write files nor draw.
 - ``config``, ``runs``, ``precision``  configs as data, run directories, float64 switch.
+- ``commands``     the ``gs-jax`` command (``python -m gs_jax``): experiment name → run function and config.
 - ``reporting``, ``plotting``  text/markdown tables; matplotlib figures.
 
 Submodules load on first attribute access, so ``import gs_jax`` stays cheap and code that never touches the NTK
@@ -33,6 +38,7 @@ from gs_jax.errors import GsJaxError
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "adapters",
     "algorithms",
     "attacks",
     "checkpoints",
@@ -47,6 +53,7 @@ _SUBMODULES = (
     "losses",
     "metrics",
     "models",
+    "monitor",
     "ntk",
     "optim",
     "plotting",

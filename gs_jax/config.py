@@ -34,6 +34,8 @@ def load_config(spec: str | Path) -> ConfigDict:
     path = Path(path_str)
     if not path.is_file() and not path.is_absolute() and (_PROJECT / path).is_file():
         path = _PROJECT / path  # `configs/X.py` from outside the checkout: the project's own config
+    if not path.is_file() and (shipped := shipped_config(path)) is not None:
+        path = shipped  # an installed package without a checkout: the copy shipped in the wheel
     if not path.is_file():
         here = sorted(p.as_posix() for p in Path("configs").glob("*.py")) if Path("configs").is_dir() else []
         hint = f" (available: {', '.join(here)})" if here else ""
@@ -54,6 +56,19 @@ def load_config(spec: str | Path) -> ConfigDict:
         raise GsJaxError(f"get_config in '{path}' must return an ml_collections.ConfigDict, got {type(cfg)}")
     cfg.lock()
     return cfg
+
+
+def shipped_config(path: str | Path) -> Path | None:
+    """The copy of ``configs/<name>.py`` shipped inside an installed gs-jax (``gs_jax/_configs/``), or None.
+
+    The wheel maps the checkout's top-level ``configs/`` to ``gs_jax/_configs/`` (pyproject.toml); in a checkout
+    (editable install) the folder does not exist there and :func:`load_config` uses ``configs/`` itself.
+    """
+    path = Path(path)
+    if path.is_absolute() or path.parent.as_posix() != "configs":
+        return None
+    shipped = Path(__file__).resolve().parent / "_configs" / path.name
+    return shipped if shipped.is_file() else None
 
 
 def flat_keys(cfg: ConfigDict, prefix: str = "") -> list[str]:

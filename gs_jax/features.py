@@ -13,7 +13,19 @@ Three ways to get them, for growing n:
 Conventions: s is sorted descending; each column u_j is oriented so that 1ᵀu_j ≥ 0 (ties broken by making the
 largest-magnitude entry positive), and v_j is flipped with it, so results are comparable across runs and
 methods. Since Y y = 1, 1ᵀu_j = ⟨Yy, u_j⟩ is the label's coordinate on feature j, which this makes non-negative.
-For multi-output models (k > 1 rows per example, example-major) pass one ±1 label per row.
+
+Multi-class (k outputs, class labels y_i ∈ {0, …, k−1}): Definition 1 with the one-vs-rest labels
+Y_ic = 2·1[y_i = c] − 1 (:func:`class_labels`), in two forms.
+
+- One-vs-rest, per class c (:func:`one_vs_rest_from_ntrf`, :func:`one_vs_rest_from_gram`): Φ₀⁽ᶜ⁾ = ∂ŷ_c/∂θ
+  (n × m, the rows of output c), Y_c = diag(Y_:c), and Y_c Φ₀⁽ᶜ⁾ = U_c S_c V_cᵀ, z_c = U_cᵀ Y_c ŷ_c (Eq. 4 for the
+  binary task "c against the rest" read on logit c). Results carry a leading class axis: U ``(k, n, r)``.
+- Joint (:func:`joint_from_ntrf`, :func:`joint_from_gram`): all n·k rows of Φ₀ (example-major, row i·k + c) with
+  Y = diag(vec Y_ic), YΦ₀ = U S Vᵀ and z = Uᵀ Y vec(ŷ) (:func:`joint_responses`); the features may mix outputs.
+  When K has no cross-output blocks (K_(i,c),(j,c′) = 0 for c ≠ c′, e.g. only a last linear layer), the joint
+  strengths are the union of the one-vs-rest ones.
+
+The binary functions take the joint form too, given one ±1 label per row (``class_labels(y, k).reshape(-1)``).
 
 This module does not import neural-tangents; the functions that need the model import :mod:`gs_jax.ntk` lazily.
 """
@@ -27,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gs_jax import adapters
 from gs_jax.errors import GsJaxError, check
 
 
@@ -176,6 +189,7 @@ def with_right_vectors(
     """
     from gs_jax import ntk
 
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     n_rows = features.U.shape[0]
     y_pm = as_pm1(y, n_rows).astype(features.U.dtype)
     tvp = ntk.ntrf_tvp(apply_fn, params, x)
@@ -210,7 +224,8 @@ def top_k(
     Works on A = Y K Y through :func:`gs_jax.ntk.ntk_vp` (one forward + one backward pass per product).
 
     Args:
-      apply_fn, params, x: the model and inputs (see :mod:`gs_jax.ntk`).
+      apply_fn, params, x: the model and inputs (see :mod:`gs_jax.ntk`; a Flax NNX or Equinox module with
+        ``params=None``, see :mod:`gs_jax.adapters`).
       y: labels, one per row of Φ₀, in {−1, +1} or {0, 1}.
       k: number of features.
       method: ``"lanczos"`` (implicitly restarted Lanczos, ``scipy.sparse.linalg.eigsh``: one product at a time,
@@ -222,6 +237,7 @@ def top_k(
     """
     from gs_jax import ntk
 
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     n, kk = ntk.output_shape(apply_fn, params, x)
     rows = n * kk
     y_pm = as_pm1(y, rows)
@@ -323,3 +339,125 @@ def label_alignment(features: Features, y: Any = None, *, k: int | None = None) 
         kernel_target_alignment=kta,
         top_k_share=cumulative[kk - 1],
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multi-class: one-vs-rest per class and the joint form on the n·k rows
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _class_indices(y: Any, rows: int | None = None) -> tuple[np.ndarray, int]:
+    """Class labels ``(n,)`` as integers, and k = ``rows // n`` (the outputs per example) when ``rows`` is given."""
+    try:
+        y_np = np.asarray(y)
+    except Exception as e:  # traced values cannot be checked
+        raise GsJaxError(f"class labels must be a concrete array (not traced), got {type(y).__name__}") from e
+    check(y_np.ndim == 1, f"class labels must have shape (n,) with values in 0..k−1, got shape {y_np.shape}")
+    check(
+        y_np.size > 0 and np.issubdtype(y_np.dtype, np.number) and np.all(y_np == np.round(y_np)),
+        "class labels must be integers 0..k−1 (one per example)",
+    )
+    n = y_np.shape[0]
+    k = None
+    if rows is not None:
+        check(
+            rows % n == 0 and rows // n >= 2,
+            f"{rows} rows do not split into n = {n} examples × k ≥ 2 outputs: pass the multi-output Φ₀ or Gram "
+            "(rows example-major, i·k + c) and one class label per example",
+        )
+        k = rows // n
+        check(
+            y_np.min() >= 0 and y_np.max() < k,
+            f"class labels must lie in 0..{k - 1} for k = {k} outputs, got {int(y_np.min())}..{int(y_np.max())}",
+        )
+    return y_np.astype(np.int64), k
+
+
+def class_labels(y: Any, num_classes: int) -> jnp.ndarray:
+    """The one-vs-rest label matrix Y_ic = 2·1[y_i = c] − 1, shape ``(n, num_classes)``, entries ±1.
+
+    ``class_labels(y, k).reshape(-1)`` gives the per-row labels of the joint form (row i·k + c, example-major).
+    """
+    y_np, _ = _class_indices(y, len(np.asarray(y)) * int(num_classes))
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return jnp.asarray(2.0 * (y_np[:, None] == np.arange(int(num_classes))[None, :]) - 1.0, dtype=dtype)
+
+
+def one_vs_rest_from_ntrf(phi: jnp.ndarray, y: Any) -> Features:
+    """Per class c: Y_c Φ₀⁽ᶜ⁾ = U_c S_c V_cᵀ by thin SVD, Φ₀⁽ᶜ⁾ the rows ``c::k`` of Φ₀ (Definition 1 per class).
+
+    Args:
+      phi: Φ₀ of a k-output model, ``(n * k, m)``, rows example-major (:func:`gs_jax.ntk.ntrf`).
+      y: class labels ``(n,)`` in 0..k−1.
+
+    Returns:
+      Features with a leading class axis: U ``(k, n, r)``, s ``(k, r)``, V ``(k, m, r)``, r = min(n, m).
+    """
+    phi = jnp.asarray(phi)
+    check(phi.ndim == 2, f"phi must be a matrix Φ₀ of shape (n·k, m), got {phi.shape}")
+    y_np, k = _class_indices(y, phi.shape[0])
+    Y = class_labels(y_np, k)
+    per = [from_ntrf(phi[c::k], Y[:, c]) for c in range(k)]
+    return Features(*(jnp.stack(a) for a in zip(*per, strict=True)))
+
+
+def one_vs_rest_from_gram(K: jnp.ndarray, y: Any, *, top_k: int | None = None) -> Features:
+    """Per class c: ``Y_c K⁽ᶜᶜ⁾ Y_c = U_c S_c² U_cᵀ`` by ``eigh``, K⁽ᶜᶜ⁾ = ``K[c::k, c::k]`` the Gram of output c.
+
+    Args:
+      K: the NTK Gram of a k-output model, ``(n * k, n * k)``, example-major (:func:`gs_jax.ntk.empirical_ntk`).
+      y: class labels ``(n,)`` in 0..k−1.
+      top_k: keep the leading ``top_k`` features of each class (default: all n).
+
+    Returns:
+      Features with a leading class axis: U ``(k, n, r)``, s ``(k, r)``; no V.
+    """
+    K = jnp.asarray(K)
+    check(K.ndim == 2 and K.shape[0] == K.shape[1], f"K must be a square (n·k, n·k) Gram, got {K.shape}")
+    y_np, k = _class_indices(y, K.shape[0])
+    Y = class_labels(y_np, k)
+    per = [from_gram(K[c::k, c::k], Y[:, c], top_k=top_k) for c in range(k)]
+    return Features(U=jnp.stack([f.U for f in per]), s=jnp.stack([f.s for f in per]), V=None)
+
+
+def joint_from_ntrf(phi: jnp.ndarray, y: Any) -> Features:
+    """The joint form: YΦ₀ = U S Vᵀ on all n·k rows of Φ₀, Y = diag(vec Y_ic) (U ``(n * k, r)``)."""
+    phi = jnp.asarray(phi)
+    check(phi.ndim == 2, f"phi must be a matrix Φ₀ of shape (n·k, m), got {phi.shape}")
+    y_np, k = _class_indices(y, phi.shape[0])
+    return from_ntrf(phi, class_labels(y_np, k).reshape(-1))
+
+
+def joint_from_gram(K: jnp.ndarray, y: Any, *, top_k: int | None = None) -> Features:
+    """The joint form from the full Gram: ``Y K Y = U S² Uᵀ`` on the n·k rows (U ``(n * k, r)``, no V)."""
+    K = jnp.asarray(K)
+    check(K.ndim == 2 and K.shape[0] == K.shape[1], f"K must be a square (n·k, n·k) Gram, got {K.shape}")
+    y_np, k = _class_indices(y, K.shape[0])
+    return from_gram(K, class_labels(y_np, k).reshape(-1), top_k=top_k)
+
+
+def _multi_logits(yhat: Any, n: int, k: int) -> jnp.ndarray:
+    yhat = jnp.asarray(yhat)
+    check(
+        yhat.ndim >= 2 and yhat.shape[-2:] == (n, k),
+        f"yhat must have shape (..., n, k) = (..., {n}, {k}) (logits of the k outputs), got {yhat.shape}",
+    )
+    return yhat
+
+
+def one_vs_rest_responses(features: Features, y: Any, yhat: Any) -> jnp.ndarray:
+    """z_c = U_cᵀ Y_c ŷ_c for every class c (Eq. 4 per class); ``yhat`` ``(..., n, k)`` gives ``(..., k, r)``."""
+    check(features.U.ndim == 3, f"one-vs-rest features have U of shape (k, n, r), got {features.U.shape}")
+    k, n = int(features.U.shape[0]), int(features.U.shape[1])
+    y_np, _ = _class_indices(y, n * k)
+    Y = class_labels(y_np, k).astype(features.U.dtype)
+    return jnp.einsum("cnr,...nc->...cr", features.U, Y * _multi_logits(yhat, n, k))
+
+
+def joint_responses(features: Features, y: Any, yhat: Any) -> jnp.ndarray:
+    """z = Uᵀ Y vec(ŷ) on the n·k rows (Eq. 4, joint form); ``yhat`` ``(..., n, k)`` gives ``(..., r)``."""
+    rows = int(features.U.shape[0])
+    y_np, k = _class_indices(y, rows)
+    yhat = _multi_logits(yhat, rows // k, k)
+    y_rows = class_labels(y_np, k).reshape(-1)
+    return responses(features, y_rows, yhat.reshape(*yhat.shape[:-2], rows))

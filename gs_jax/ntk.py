@@ -3,7 +3,8 @@
 The paper (Section 2, Eq. 2-4) writes a network near its initialisation θ₀ as ŷ ≈ Φ₀θ with the *neural tangent
 random feature* matrix Φ₀ = ∂ŷ/∂θ|θ₀ (n × m) and the NTK Gram K = Φ₀Φ₀ᵀ (n × n). This module computes them
 exactly for any function ``apply_fn(params, x) -> logits`` (a Flax linen ``module.apply``, a ``neural_tangents.stax``
-apply function, or plain JAX), and the analytic infinite-width NTK of ``stax`` architectures (Eq. 1 uses the NTK
+apply function, or plain JAX) — or, with ``params=None``, a Flax NNX or Equinox module, converted at the boundary by
+:mod:`gs_jax.adapters` — and the analytic infinite-width NTK of ``stax`` architectures (Eq. 1 uses the NTK
 parameterisation).
 
 Two backends compute the Gram (:func:`empirical_ntk`):
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from gs_jax import _nt_compat
+from gs_jax import _nt_compat, adapters
 from gs_jax._ntk_jax import as_2d as _as_2d
 from gs_jax._ntk_jax import jax_kernel as _jax_kernel
 from gs_jax.errors import GsJaxError, check
@@ -127,6 +128,7 @@ def output_shape(apply_fn: ApplyFn, params: Any, x: Any) -> tuple[int, int]:
     Evaluated abstractly (``jax.eval_shape``), so it costs nothing; a shape error inside ``apply_fn`` (inputs that
     do not fit the model) is turned into one GsJaxError line.
     """
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     n = _n_examples(x)
     try:
         out = _abstract_output(apply_fn, params, x)
@@ -199,6 +201,7 @@ def ntrf(apply_fn: ApplyFn, params: Any, x: Any, *, max_bytes: int = DENSE_LIMIT
     ``ravel_pytree(params)``. Only for sizes where Φ₀ fits in memory (``n·k·m`` entries ≤ ``max_bytes``); beyond
     that use :func:`empirical_ntk` (n ≪ m) or ``gs_jax.features.top_k`` (matrix-free).
     """
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     n, k = output_shape(apply_fn, params, x)
     m = num_params(params)
     need = n * k * m * _itemsize(params)
@@ -354,6 +357,7 @@ def empirical_ntk(
     Returns:
       ``K`` of shape ``(n1 * k, n2 * k)``; ``(n1, n2)`` for binary logits.
     """
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     n1, k = output_shape(apply_fn, params, x1)
     n2 = n1 if x2 is None else output_shape(apply_fn, params, x2)[0]
     item = _itemsize(params)
@@ -486,6 +490,7 @@ def ntk_vp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jn
     about three forward passes and the intermediate memory is that of the activations on ``x``. ``v`` has shape
     ``(n * k,)`` (example-major) or ``(n * k, p)`` for p products at once (matrix-matrix, vmapped).
     """
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
 
     def kv(vjp, f, p, v_nk):
         return jax.jvp(f, (p,), (vjp(v_nk),))[1].reshape(-1)
@@ -495,6 +500,7 @@ def ntk_vp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jn
 
 def ntrf_tvp(apply_fn: ApplyFn, params: Any, x: Any) -> Callable[[jnp.ndarray], jnp.ndarray]:
     """A jitted closure ``w -> Φ₀ᵀ w`` (shape ``(m,)``, ``ravel_pytree`` order), or ``(n*k, p) -> (m, p)``."""
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     return _products("ntrf_tvp", "w", apply_fn, params, x, lambda vjp, f, p, w_nk: ravel_pytree(vjp(w_nk))[0])
 
 
@@ -507,8 +513,9 @@ def linearize(apply_fn: ApplyFn, params: Any) -> ApplyFn:
     """The linearised model ŷ_lin(θ, x) = ŷ(θ₀, x) + Φ₀(x)(θ − θ₀) around θ₀ = ``params`` (Eq. 3).
 
     One JVP per call (what ``neural_tangents.linearize`` computes, on public jax). Returns ``f_lin(params, x)``
-    with the same signature and output shape as ``apply_fn``.
+    with the same signature and output shape as ``apply_fn`` (for a module: θ as ``adapters.as_apply_fn`` gives).
     """
+    apply_fn, params = adapters.as_apply_fn(apply_fn, params)
     params0 = params
 
     def f_lin(p, x):

@@ -31,6 +31,7 @@ MEASURED_MAX_CELL_S = {
     "robustness": 25,
     "worst_group": 14,  # measured on an idle machine (13.5 s)
     "starvation": 3,  # idle machine (2.8 s)
+    "multiclass": 27,  # beside a full-size run of itself (27.2 s)
 }
 
 
@@ -188,6 +189,40 @@ def _check_starvation(text, pngs, runs_dir):
     assert pngs >= 1
 
 
+def _check_multiclass(text, pngs, runs_dir):
+    # one line per class; each feature named by a candidate, |cos| ≤ 1, strengths descending, shares in [0, 1]
+    rows = re.findall(r"^ *([\w/ -]+) \| (.*)$", text, flags=re.M)
+    assert len(rows) == 10, rows
+    for _, row in rows:
+        feats = re.findall(
+            r"(\d): ([\w/ -]+?) \(cos ([-+0-9.]+), s² = ([0-9.]+), label share ([0-9.]+)\)", row
+        )
+        assert [f[0] for f in feats] == ["0", "1", "2"], row
+        s2 = [float(f[3]) for f in feats]
+        assert s2 == sorted(s2, reverse=True) and all(abs(float(f[2])) <= 1.0 for f in feats)
+        for _, name, cos, _, share in feats:
+            assert 0.0 <= float(share) <= 1.0
+            if name == "constant":
+                # w = Y_c u = a·1/√n + b·f (f ⊥ 1, a = cos, b = √(1 − a²)) and y_c/√n = −0.8·1/√n + 0.6·g on a
+                # class-balanced 10-class probe, so √share = |y_cᵀw|/√n lies in 0.8|a| ± 0.6b (cos printed ±0.005)
+                a = abs(float(cos)) - 0.005
+                b = np.sqrt(max(1 - a * a, 0.0))
+                assert (0.8 * a - 0.6 * b) ** 2 - 0.005 <= float(share) <= (0.8 + 0.6 * b) ** 2 + 0.005, row
+    # Cauchy interlacing: each class's Gram is a principal block of the joint one
+    joint, ovr = (
+        _floats(r"largest strength: joint ([0-9.]+)", text)[0],
+        _floats(r"one-vs-rest ([0-9.]+)", text)[0],
+    )
+    assert joint >= ovr * (1 - 1e-4)
+    span = _floats(r"span ([0-9.]+) to", text) + _floats(r"to ([0-9.]+) % of each", text)
+    assert all(0 <= v <= 100.05 for v in span)
+    assert _floats(r"max \|z\| = ([0-9.e+-]+)", text)[0] < 1e-4  # centred responses vanish at θ₀
+    assert _floats(r"test accuracy ([0-9.]+) %", text)[0] > 20  # well above chance (10 %) after training
+    z = _floats(r"([-+][0-9]+\.[0-9]+)", " ".join(re.findall(r"response at the end z = (.*)", text)))
+    assert len(z) == 9 and all(np.isfinite(z))
+    assert pngs >= 2  # one-vs-rest responses per class, joint responses
+
+
 CHECKS = {
     "colored_mnist": _check_colored_mnist,
     "robustness": _check_robustness,
@@ -196,6 +231,7 @@ CHECKS = {
     "two_moons": _check_two_moons,
     "worst_group": _check_worst_group,
     "starvation": _check_starvation,
+    "multiclass": _check_multiclass,
 }
 
 

@@ -16,6 +16,17 @@ from matplotlib.figure import Figure
 CLASS_COLOURS = ("#C82506", "#0365C0")  # class 0, class 1 (moon_fig_2.py)
 Z_COLOURS = ("#2D7F58", "#FA7F05")  # Fig. 1(d): index 1 green, index 6 orange
 CASE_STYLES = {"nonsep": ":", "sep": "--", "sep_sd": "-"}  # moon_fig_2.py line styles in (d)
+#: what every heatmap panel draws besides the colours (the reference lines), for the figures' captions
+HEATMAP_CAPTION = (
+    "colour: seed-mean logit (red < 0 < blue); thick black line: decision boundary (logit 0); thin black lines: "
+    "10 logit levels; dashed lines: the axes x₁ = 0 and x₂ = 0; points: seed-0 training data (red class 0, blue class 1)"
+)
+
+
+def _caption(fig: Figure, text: str = HEATMAP_CAPTION) -> None:
+    """A one-line caption under the panels (room made by tight_layout's rect)."""
+    fig.text(0.5, 0.01, text, ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
 
 
 def logit_heatmap(
@@ -91,7 +102,7 @@ def fig1(
     else:
         for ax in axes[len(names) :]:
             ax.set_axis_off()
-    fig.tight_layout()
+    _caption(fig)
     return fig
 
 
@@ -107,7 +118,7 @@ def appendix_b_grid(
         ax.set_axis_off()
     for ax, name in zip(axes.ravel(), names, strict=False):
         logit_heatmap(ax, axis_g, heatmaps[name], *data0[name], title=titles.get(name, name))
-    fig.tight_layout()
+    _caption(fig)
     return fig
 
 

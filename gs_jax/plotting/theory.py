@@ -10,31 +10,50 @@ from matplotlib.colors import ListedColormap
 
 EQ_STYLE = {"eq10": "-", "eq9": "--", "sd": ":"}
 EQ_LABEL = {"eq10": "Eq. 10 (linearised)", "eq9": "Eq. 9 (exact dual)", "sd": "SD, Eq. 18"}
+EQ_MARKER = {"eq10": "o", "eq9": "^", "sd": "s"}
+EQ_SHORT = {"eq10": "Eq. 10", "eq9": "Eq. 9", "sd": "SD"}
 FIG5_COLOURS = ("#3B75AF", "#EF8636", "#529D3E", "#C53932", "#85584E")  # SPEC §3: the authors' colours
 
 
 def starvation_figure(rows: Sequence[Mapping]):
-    """z₂* and dz₂*/ds₁² against s₁²: one colour per δ, line style per equation (SD dotted, black)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    """z₂* and dz₂*/ds₁² against s₁²: one colour per δ, line style per equation (SD dotted).
+
+    Curves that coincide (SD at every δ; every equation at δ = 0, where dz₂*/ds₁² = 0) stay visible: each equation
+    is drawn wider than the one over it (SD widest, at the back) and carries its own marker every few points,
+    offset by δ; the zero line of the right panel is named in its legend.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     deltas = sorted({r["delta"] for r in rows})
     colours = plt.cm.viridis(np.linspace(0, 0.85, max(len(deltas), 1)))
-    for equation in [e for e in ("eq10", "eq9", "sd") if any(r["equation"] == e for r in rows)]:
-        for delta, colour in zip(deltas, colours, strict=True):
+    equations = [e for e in ("sd", "eq9", "eq10") if any(r["equation"] == e for r in rows)]  # back to front
+    for depth, equation in enumerate(equations):
+        for i, (delta, colour) in enumerate(zip(deltas, colours, strict=True)):
             sel = [r for r in rows if r["equation"] == equation and r["delta"] == delta]
             s1 = np.array([r["s1_sq"] for r in sel])
-            kw = dict(ls=EQ_STYLE[equation], color=colour, lw=1.6 if equation == "sd" else 1.2)
-            label = f"{equation}, δ={delta:g}"
+            every = max(len(s1) // 8, 1)
+            kw = dict(
+                ls=EQ_STYLE[equation],
+                color=colour,
+                lw=3.2 - 1.0 * depth,
+                marker=EQ_MARKER[equation],
+                ms=4,
+                markevery=(i * every // max(len(deltas), 1), every),
+                zorder=1 + depth,
+            )
+            label = f"{EQ_SHORT[equation]}, δ={delta:g}"
             axes[0].plot(s1, [r["z2"] for r in sel], label=label, **kw)
             axes[1].plot(s1, [r["dz2_ds1sq"] for r in sel], label=label, **kw)
     axes[0].set_ylabel("z₂*")
     axes[1].set_ylabel("dz₂*/ds₁² (implicit)")
-    axes[1].axhline(0, color="grey", lw=0.6)
+    axes[1].axhline(0, color="grey", lw=0.6, label="0: no starvation")
     for ax in axes:
         ax.set_xlabel("s₁²")
         ax.grid(ls="--", alpha=0.5)
     axes[1].legend(fontsize=6, ncol=3)
     fig.suptitle(
-        "Theorem 2: a stronger feature 1 starves feature 2 (solid Eq. 10, dashed Eq. 9, dotted SD; colour = δ)"
+        "Theorem 2: a stronger feature 1 starves feature 2 (solid Eq. 10, dashed Eq. 9, dotted SD (Eq. 18); "
+        "colour = δ;\ncoinciding curves are drawn wide to narrow: SD at every δ, every equation at δ = 0)",
+        fontsize=10,
     )
     fig.tight_layout()
     return fig

@@ -1,0 +1,84 @@
+"""The README's "Your own model" guide runs as written (its ``python`` blocks, in order, in one namespace), and what
+it computes agrees with brute force: each library's NTK Gram with J Jᵀ from jax.jacrev on that library's own
+parameters, the monitor's strengths with numpy's eigenvalues of Y K Y, the responses with UᵀY(ŷ − ŷ₀) by hand."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _guide_blocks() -> list[str]:
+    text = README.read_text()
+    section = text.split("\n## Your own model\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def guide():
+    pytest.importorskip("equinox")
+    blocks = _guide_blocks()
+    assert len(blocks) >= 6, "the guide lost a block (probe set, linen, NNX, Equinox, responses, k classes)"
+    ns: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), ns)  # noqa: S102 — the README's own code
+    return ns
+
+
+def _gram(f, theta) -> np.ndarray:
+    flat, unravel = ravel_pytree(theta)
+    J = np.asarray(jax.jacrev(lambda t: f(unravel(t)).reshape(-1))(flat), np.float64)
+    return J @ J.T
+
+
+def _top_eigs(K, y_pm, k):
+    return np.sort(np.linalg.eigvalsh(y_pm[:, None] * np.asarray(K, np.float64) * y_pm[None, :]))[::-1][:k]
+
+
+def test_each_library_gives_its_own_ntk(guide):
+    import equinox as eqx
+    from flax import nnx
+
+    g = guide
+    x = g["x"]
+    graphdef, params_nnx, rest = nnx.split(g["model"], nnx.Param, ...)
+    arrays, static = eqx.partition(g["mlp"], eqx.is_inexact_array)
+    brute = {
+        "K": _gram(lambda p: g["apply_fn"](p, x), g["params"]),
+        "K_nnx": _gram(lambda p: nnx.merge(graphdef, p, rest)(x), params_nnx),
+        "K_eqx": _gram(lambda p: jax.vmap(eqx.combine(p, static))(x), arrays),
+    }
+    y_pm = 2.0 * np.asarray(g["y"]) - 1.0
+    for name, mon_name in (("K", "mon"), ("K_nnx", "mon_nnx"), ("K_eqx", "mon_eqx")):
+        K = np.asarray(g[name])
+        assert K.shape == (64, 64)
+        np.testing.assert_allclose(K, brute[name], rtol=1e-4, atol=1e-4 * np.abs(brute[name]).max())
+        mon = g[mon_name]
+        np.testing.assert_allclose(np.asarray(mon.s) ** 2, _top_eigs(brute[name], y_pm, 4), rtol=1e-3)
+
+
+def test_responses_and_k_classes(guide):
+    g = guide
+    x, mon = g["x"], g["mon"]
+    y_pm = 2.0 * np.asarray(g["y"]) - 1.0
+    moved = np.asarray(g["apply_fn"](g["p"], x)) - np.asarray(g["apply_fn"](g["params"], x))
+    np.testing.assert_allclose(np.asarray(g["z"]), np.asarray(mon.U).T @ (y_pm * moved), atol=1e-4)
+    assert np.abs(np.asarray(g["z"])).max() > 1e-2  # training moved the responses
+    ovr, joint, net3 = g["ovr"], g["joint"], g["net3"]
+    assert ovr.U.shape == (3, 64, 4) and joint.U.shape == (192, 4)
+    np.testing.assert_allclose(np.asarray(g["z3"]), 0.0, atol=1e-5)  # centred responses at θ₀
+    import equinox as eqx
+
+    arrays, static = eqx.partition(net3, eqx.is_inexact_array)
+    Y = 2.0 * (np.asarray(g["y3"])[:, None] == np.arange(3)) - 1.0
+    K = _gram(lambda p: jax.vmap(eqx.combine(p, static))(x), arrays)  # (192, 192), rows i·3 + c
+    for c in range(3):
+        np.testing.assert_allclose(np.asarray(ovr.s[c]) ** 2, _top_eigs(K[c::3, c::3], Y[:, c], 4), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(joint.s) ** 2, _top_eigs(K, Y.reshape(-1), 4), rtol=1e-3)
