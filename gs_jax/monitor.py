@@ -224,7 +224,8 @@ def trajectory(
     history: list[dict[str, Any]], k: int, name_prefix: str = "z", *, classes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(steps (T,), z (R, T, k))`` from a trainer history holding the evaluator's ``z0 … z{k−1}``; with
-    ``classes=C`` (a one-vs-rest monitor's ``z{j}_c{c}``) ``z`` is ``(R, T, C, k)``."""
+    ``classes=C`` (a one-vs-rest monitor's ``z{j}_c{c}``) ``z`` is ``(R, T, C, k)``. The history of a one-key
+    run (no restart axis) gives ``z`` without the R axis."""
     names = [[f"{name_prefix}{j}" for j in range(k)]]
     if classes is not None:
         names = [[f"{name_prefix}{j}_c{c}" for j in range(k)] for c in range(int(classes))]
@@ -233,8 +234,10 @@ def trajectory(
         rows, f"the history holds no '{names[0][0]}' records (was the monitor's evaluator passed to train?)"
     )
     steps = np.array([h["step"] for h in rows])
+    single = np.ndim(rows[0][names[0][0]]) == 0
     z = np.stack(
-        [np.stack([np.stack([np.asarray(h[nm]) for nm in per], -1) for per in names], -2) for h in rows], 1
+        [np.stack([np.stack([np.asarray(h[nm]) for nm in per], -1) for per in names], -2) for h in rows],
+        0 if single else 1,
     )
     return steps, (z if classes is not None else z[..., 0, :])
 

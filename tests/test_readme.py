@@ -64,6 +64,17 @@ def test_each_library_gives_its_own_ntk(guide):
         np.testing.assert_allclose(np.asarray(mon.s) ** 2, _top_eigs(brute[name], y_pm, 4), rtol=1e-3)
 
 
+def test_the_trainer_snippet_equals_the_plain_optax_loop(guide):
+    g = guide
+    assert list(g["steps"]) == [0, 10, 20, 30, 40, 49] and g["z_t"].shape == (6, 4)
+    np.testing.assert_allclose(np.asarray(g["z_t"][0]), 0.0, atol=1e-6)  # centred at θ₀
+    final = g["result"].state.params
+    for a, b in zip(jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(g["p"]), strict=True):
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6
+        )  # 50 Adam steps either way
+
+
 def test_responses_and_k_classes(guide):
     g = guide
     x, mon = g["x"], g["mon"]
