@@ -78,6 +78,10 @@ def get_config(arg=None):
     cfg.train.weight_decay = 0.0  # torch-coupled
     cfg.train.batch_size = 128
     cfg.train.epochs = 8
+    # "with_replacement": every batch drawn with replacement, by the row's sampling weights (uniform unless Group
+    # DRO reweights or JTT up-samples); "epochs": shuffled epochs, weighted rows drawing with replacement
+    cfg.train.sampler = "with_replacement"
+    cfg.checkpoint_every_s = 60.0  # training checkpoints at most this often (and at the end of each program)
 
     cfg.eval = ml_collections.ConfigDict()
     cfg.eval.chunk = 400  # images per evaluation chunk (memory)
@@ -89,15 +93,22 @@ def get_config(arg=None):
         base.update(kw)
         return base
 
+    # rows of methods.enabled: a registry name (gs_jax.algorithms) or a row whose block names its `method`; a key
+    # whose value nests one level deeper than the registry default is a grid axis (algorithms.grid)
     cfg.methods = ml_collections.ConfigDict()
     cfg.methods.enabled = ("erm", "sd", "group_dro", "jtt", "dfr")
     cfg.methods.erm = ml_collections.ConfigDict(schedule())
+    # the authors' CelebA form (spw3, no ½): λ_1·mean_{y=1}(ŷ−γ_1)² + λ_0·mean_{y=0}(ŷ−γ_0)²
     cfg.methods.sd = ml_collections.ConfigDict(
-        schedule(lam=((0.1, 0.1), (1.0, 1.0)), gamma=((0.0, 0.0), (-2.5, 2.5)))
+        schedule(method="sd_spw3", lam=((0.1, 0.1), (1.0, 1.0)), gamma=((0.0, 0.0), (-2.5, 2.5)))
     )
-    cfg.methods.group_dro = ml_collections.ConfigDict(schedule(eta=(0.01, 0.1), adj=0.0))
+    # reweight 0: uniform minibatches (the reference runs sample group-balanced, reweight 1)
+    cfg.methods.group_dro = ml_collections.ConfigDict(schedule(eta=(0.01, 0.1), adj=0.0, reweight=0.0))
     cfg.methods.jtt = ml_collections.ConfigDict(schedule(identify_epochs=1, lambda_up=(5.0, 20.0)))
-    cfg.methods.dfr = ml_collections.ConfigDict(dict(enabled=True, l2=(1e-3, 1e-2, 1e-1, 1.0), n_refits=10))
+    # penalty "l2": L2 logistic regression standardised on validation features (posthoc.dfr); "l1": the reference
+    cfg.methods.dfr = ml_collections.ConfigDict(
+        dict(penalty="l2", l2=(1e-3, 1e-2, 1e-1, 1.0), n_refits=10, source="erm")
+    )
 
     if arg == "small":
         cfg.seeds = 2
@@ -111,6 +122,7 @@ def get_config(arg=None):
         cfg.methods.jtt.lambda_up = (5.0,)
         cfg.methods.dfr.l2 = (1e-2, 1.0)
         cfg.methods.dfr.n_refits = 2
+        cfg.checkpoint_every_s = 0.0  # a checkpoint after every epoch (the resume test)
     if arg in ("celeba", "celeba_small"):
         # the paper's protocol (SPEC §4): ImageNet ResNet-50, one logit, all layers fine-tuned, batch 128, 5 seeds
         cfg.data.dataset = "celeba"
@@ -122,15 +134,16 @@ def get_config(arg=None):
             schedule(optimizer="sgd", lr=1e-5, weight_decay=0.0, epochs=3)
         )
         # SD (table_2.sh: --adam --sp 0.1 --mode spw3): Adam lr 1e-5, λ = 0.1 both classes, γ = (0.44, 2.5)
-        cfg.methods.sd = ml_collections.ConfigDict(schedule(optimizer="adam", lr=1e-5, weight_decay=0.0, epochs=3,
-                                                            lam=((0.1, 0.1),), gamma=((0.44, 2.5),)))  # fmt: skip
+        cfg.methods.sd = ml_collections.ConfigDict(schedule(method="sd_spw3", optimizer="adam", lr=1e-5,
+                                                            weight_decay=0.0, epochs=3, lam=(0.1, 0.1),
+                                                            gamma=(0.44, 2.5)))  # fmt: skip
         # Group DRO (Sagawa et al., ICLR 2020, CelebA, strong ℓ2): SGD m 0.9, lr 1e-5, wd 0.1, 50 epochs, η_q = 0.01,
         # group adjustment C tuned on validation in the paper (here the grid of one value, C = 0; add more)
         cfg.methods.group_dro = ml_collections.ConfigDict(schedule(optimizer="sgd", lr=1e-5, weight_decay=0.1,
-                                                                   epochs=50, eta=(0.01,), adj=0.0))  # fmt: skip
+                                                                   epochs=50, eta=0.01, adj=0.0, reweight=1.0))  # fmt: skip
         # JTT (Liu et al., ICML 2021, CelebA): SGD m 0.9, lr 1e-5, wd 0.1, T = 1, λ_up = 50, 50 epochs
         cfg.methods.jtt = ml_collections.ConfigDict(schedule(optimizer="sgd", lr=1e-5, weight_decay=0.1, epochs=50,
-                                                             identify_epochs=1, lambda_up=(50.0,)))  # fmt: skip
+                                                             identify_epochs=1, lambda_up=50.0))  # fmt: skip
         cfg.methods.dfr.l2 = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     if arg == "celeba_small":
         cfg.seeds = 2
