@@ -18,7 +18,8 @@ means need as Python ints.
 
 Model, optimiser and schedule belong to the experiment's config, not here. A method that needs what a data set
 lacks (IRM without environments, Group DRO without groups) is refused up front by :func:`check_supported`.
-Post-hoc methods (DFR) have no loss: a benchmark runs them on a trained network's features; JTT's first stage
+Post-hoc methods (DFR, the threshold shift) have no loss: a benchmark runs them on a trained network's features or
+logits (``gs_jax.posthoc``); JTT's first stage
 (``driver = "jtt_identify"``) is run by the benchmark before its second, whose up-weighted error set reaches the
 sampler through :attr:`Algorithm.sampling`.
 
@@ -257,6 +258,8 @@ ALGORITHMS: dict[str, Algorithm] = {
                           "l2": (1e-3, 1e-2, 1e-1, 1.0)},
                   needs=lambda hp: ("group",), posthoc=True,
                   summary="Deep Feature Reweighting: last layer refit on group-balanced held-out features"),
+        Algorithm("threshold", {}, needs=lambda hp: ("binary",), posthoc=True,
+                  summary="a trained logit's decision threshold moved, tuned on validation (posthoc.threshold_shift)"),
     )
 }  # fmt: skip
 

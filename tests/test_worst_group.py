@@ -5,7 +5,6 @@ tiny dominoes: a run, a killed-and-resumed run equal to it, one-line errors. Res
 
 from __future__ import annotations
 
-import functools
 import json
 import urllib.request
 
@@ -14,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gs_jax import algorithms, cli, config, metrics, models, posthoc, runs, selection, supervised
+from gs_jax import algorithms, config, metrics, models, posthoc, runs, selection, supervised
 from gs_jax.data import celeba, celeba_download, groups, mnist
 from gs_jax.errors import GsJaxError
 from gs_jax.experiments import worst_group as wg
@@ -48,10 +47,15 @@ def test_rows_map_to_registry_grids_and_unsupported_methods_are_refused():
     cfg = _small()
     data = _toy()
     cands = wg.candidates(cfg, data.info())
-    assert [(c.row, c.method) for c in cands] == [("erm", "erm"), ("sd", "sd_spw3"), ("sd", "sd_spw3"),
-                                                  ("group_dro", "group_dro"), ("jtt", "jtt"), ("dfr", "dfr")]  # fmt: skip
-    assert [c.hp["gamma"] for c in cands[1:3]] == [(0.0, 0.0), (-2.5, 2.5)]
-    assert cands[-1].source == "erm" and not cands[-1].schedule
+    assert [(c.row, c.method) for c in cands] == [
+        ("erm", "erm"), ("sd", "sd_spw3"), ("sd", "sd_spw3"), ("sd_paper", "sd_class"), ("logit_adjust", "logit_adjust"),
+        ("erm_threshold", "threshold"), ("group_dro", "group_dro"), ("group_dro_uniform", "group_dro"), ("jtt", "jtt"),
+        ("dfr", "dfr"), ("dfr_l2", "dfr")]  # fmt: skip
+    # the authors' γ by role (the minority class y = 1 gets 2.5) and the zero control
+    assert [c.hp["gamma"] for c in cands[1:3]] == [(0.44, 2.5), (0.0, 0.0)]
+    assert cands[1].label == "sd[sd_spw3 lam=(0.1, 0.1) gamma=(0.44, 2.5)]"
+    assert [c.hp["reweight"] for c in cands[6:8]] == [1.0, 0.0]
+    assert cands[-1].source == "erm" and not cands[-1].schedule and cands[-1].hp["penalty"] == "l2"
     cfg.methods.enabled = ("erm", "sd_class", "sd_rescaled", "logit_adjust", "dfr")  # any registry names
     assert [c.method for c in wg.candidates(cfg, data.info())] == list(cfg.methods.enabled)
     for bad, match in ((("erm", "irm"), "'irm' needs environment labels"), (("erm", "lff"), "neither a registered"),
@@ -63,10 +67,13 @@ def test_rows_map_to_registry_grids_and_unsupported_methods_are_refused():
 
 def test_each_restart_of_the_one_program_runs_its_rows_objective():
     """The worst-group program's loss per restart, against a numpy transcription of the formula of its row: ERM,
-    the authors' SD (spw3, per-class means, no ½), Group DRO's online q (by hand), JTT's plain ERM loss."""
+    the authors' SD (spw3, per-class means, no ½), the paper's SD (½, per-class sums over n), logit adjustment
+    (class prior), Group DRO's online q (by hand), JTT's plain ERM loss."""
     data = _toy()
     cfg = _small()
     cfg.methods.sd.lam, cfg.methods.sd.gamma = (0.3, 0.1), (0.44, 2.5)
+    cfg.methods.sd_paper.lam = (0.2, 1.3)
+    cfg.methods.logit_adjust.tau = (2.0,)
     cfg.methods.group_dro.eta = (0.5,)
     cands = [c for c in wg.candidates(cfg, data.info()) if c.schedule]
     ctx = wg.Context(cfg, models.build("linear", num_outputs=1), data, data.trainer_data(), data.info(),
@@ -84,9 +91,17 @@ def test_each_restart_of_the_one_program_runs_its_rows_objective():
         ell = _ell(z, y)
         if c.method == "sd_spw3":
             want = ell.mean() + 0.3 * np.mean((z[y == 0] - 0.44) ** 2) + 0.1 * np.mean((z[y == 1] - 2.5) ** 2)
+        elif c.method == "sd_class":
+            want = (
+                ell.mean()
+                + (0.1 * np.sum((z[y == 0] - 0.44) ** 2) + 0.65 * np.sum((z[y == 1] - 2.5) ** 2)) / N
+            )
+        elif c.method == "logit_adjust":
+            prior = np.bincount(y, minlength=2) / N
+            want = _ell(z + 2.0 * np.log(prior[1] / prior[0]), y).mean()
         elif c.method == "group_dro":
             L = np.array([ell[g == k].mean() for k in range(4)])
-            q = 0.25 * np.exp(0.5 * L)
+            q = 0.25 * np.exp(float(c.hp["eta"]) * L)
             q /= q.sum()
             np.testing.assert_allclose(np.asarray(new["state"][spec.branches.index(("group_dro", ()))]["q"]), q,
                                        rtol=1e-5)  # fmt: skip
@@ -242,9 +257,12 @@ def fashion_dir(tmp_path_factory):
 
 
 def _main(root, args, progress=None):
-    body = functools.partial(wg.run_worst_group, progress=progress)
-    return cli.main(body, experiment="worst_group", default_config="configs/worst_group.py",
-                    argv=[*args, "--runs-dir", str(root)])  # fmt: skip
+    from importlib import util
+
+    spec = util.spec_from_file_location("wg_entry", "train/worst_group.py")
+    mod = util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main([*args, "--runs-dir", str(root)], progress=progress)
 
 
 def _args(fashion_dir, name):
@@ -262,16 +280,56 @@ def full_run(tmp_path_factory, fashion_dir):
 def test_entry_point_on_tiny_dominoes(full_run):
     s = json.loads((full_run / "summary.json").read_text())
     assert s["data"] == "dominoes" and set(s["by_rule"]) == set(selection.RULES)
-    assert set(s["methods"]) == {"erm", "sd", "group_dro", "jtt", "dfr"}
-    for m, r in s["methods"].items():
-        for k in ("avg_acc_mean", "worst_group_acc_mean"):
-            assert 0.0 <= r[k] <= 1.0, (m, k, r[k])
-        # the worst group of each seed is the minimum of its per-group accuracies
-        assert r["worst_group_acc_mean"] == pytest.approx(np.nanmin(r["per_group"]))
-    assert [c["hyper"]["gamma"] for c in s["methods"]["sd"]["candidates"]] == [[0.0, 0.0], [-2.5, 2.5]]
+    assert (s["variant"], s["rho"], s["layout"]) == ("small", 0.95, "symmetric")
+    assert isinstance(s["rho_calibration"], list)
+    rows = {"erm", "sd", "sd_paper", "logit_adjust", "erm_threshold", "group_dro", "group_dro_uniform", "jtt", "dfr",
+            "dfr_l2"}  # fmt: skip
+    for rule in selection.RULES:
+        assert set(s["by_rule"][rule]) == rows
+        for m, r in s["by_rule"][rule].items():
+            assert r["rule"] == rule and r["candidates"]
+            for k in ("avg_acc_mean", "worst_group_acc_mean"):
+                assert 0.0 <= r[k] <= 1.0, (m, k, r[k])
+            # one seed: the worst group is the minimum of the per-group accuracies
+            assert r["worst_group_acc_mean"] == pytest.approx(np.nanmin(r["per_group"]))
+    sd = s["methods"]["sd"]["candidates"]
+    assert [c["hyper"]["gamma"] for c in sd] == [[0.44, 2.5], [0.0, 0.0]] and {
+        "val_score",
+        "test_worst_mean",
+    } <= set(sd[0])
+    assert [c["c"] for c in s["methods"]["dfr"]["candidates"]] == [1.0, 0.1]
+    assert "b" in s["methods"]["erm_threshold"]["candidates"][0]
     assert s["jtt_identification"]["jtt_identify_0"]["error_set_size"][0] >= 0
-    for f in ("table.md", "group_curves.png", "worst_group_bars.png", "curves.npz", "metrics.jsonl"):
+    resp = s["responses"]
+    assert (
+        resp["probe"]["n"] == 20
+        and resp["features"][0]["digit"]["index"] != resp["features"][0]["item"]["index"]
+    )
+    assert {"erm", "sd"} <= set(resp["rows"]) and np.isfinite(resp["rows"]["sd"]["z_item_mean"])
+    for f in (
+        "table.md",
+        "group_curves.png",
+        "worst_group_bars.png",
+        "responses.png",
+        "curves.npz",
+        "metrics.jsonl",
+    ):
         assert (full_run / f).is_file(), f
+
+
+def test_calibration_variant(tmp_path, fashion_dir, full_run):
+    args = [*_args(fashion_dir, "cal"), "--config.calibration.run=true", "--config.calibration.only=true",
+            "--config.calibration.rhos=(0.95,)", "--config.calibration.celeba_layout=false",
+            "--config.methods.enabled=('erm',)"]  # fmt: skip
+    assert _main(tmp_path, args) == 0
+    out = tmp_path / "worst_group_calibrate" / "cal"
+    s = json.loads((out / "summary.json").read_text())
+    (row,) = s["rho_calibration"]
+    assert row["rho"] == 0.95 and row["layout"] == "symmetric" and len(row["per_group"]) == 4
+    # the ERM row at the same ρ, seeds and selection rule as the full run's: the same numbers
+    erm = json.loads((full_run / "summary.json").read_text())["methods"]["erm"]
+    assert row["erm_worst_group_acc_mean"] == erm["worst_group_acc_mean"]
+    assert (out / "rho_calibration.png").is_file() and "ERM against" in (out / "table.md").read_text()
 
 
 class _Killer:

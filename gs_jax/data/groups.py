@@ -139,16 +139,18 @@ def load(data_cfg, progress=None) -> GroupData:
 
 def _dominoes(d, progress=None) -> GroupData:
     """MNIST–Fashion dominoes (``gs_jax.data.dominoes``): keys ``dir``, ``verify``, ``rho``, ``val_frac``,
-    ``pair``, ``seed``."""
+    ``pair``, ``seed``, ``layout`` (``symmetric``: P(digit = label) = ρ in both classes; ``celeba``: CelebA's
+    group shares ``shares``, one minority group inside the minority class)."""
     from gs_jax.data import dominoes
 
     dom = dominoes.load_dominoes(d.dir, rho=float(d.rho), val_frac=float(d.val_frac), seed=int(d.seed),
-                                 pair=tuple(d.pair), verify=d.verify)  # fmt: skip
+                                 pair=tuple(d.pair), verify=d.verify, layout=str(d.get("layout", "symmetric")),
+                                 shares=tuple(d.get("shares", dominoes.CELEBA_SHARES)))  # fmt: skip
     splits = {s: make_split(sp.x, sp.y, sp.groups, 4, s) for s, sp in zip(SPLITS, (dom.train, dom.val, dom.test),
                                                                           strict=True)}  # fmt: skip
     a, b = (dominoes.FASHION_CLASSES[c] for c in dom.pair)
     names = (f"{a}, digit 0", f"{a}, digit 1", f"{b}, digit 0", f"{b}, digit 1")
-    desc = f"MNIST-Fashion dominoes: {a} (y=0) vs {b} (y=1), rho={dom.rho:g}; {dom.source}"
+    desc = f"MNIST-Fashion dominoes: {a} (y=0) vs {b} (y=1), {dom.layout_text}; {dom.source}"
     return GroupData(**splits, name="dominoes", description=desc, group_names=names)
 
 

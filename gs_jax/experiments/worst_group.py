@@ -93,9 +93,13 @@ def schedule_of(cfg, block) -> tuple[optim.OptimSpec, int]:
     return opt, int(get("epochs"))
 
 
-def _label(row: str, method: str, hp) -> str:
-    text = algorithms.label(method, hp)
-    return text if row == method else f"{row}[{text}]"
+def _label(row: str, method: str, hp, block) -> str:
+    """``row[method k=v …]`` with the hyper-parameters the row's block sets (its grid axes and fixed values)."""
+    parts = [method] if row != method else []
+    for k in (k for k in hp if k in block):
+        v = hp[k]
+        parts.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+    return f"{row}[{' '.join(parts)}]" if parts else row
 
 
 def candidates(cfg, info: algorithms.DataInfo) -> list[Candidate]:
@@ -112,10 +116,12 @@ def candidates(cfg, info: algorithms.DataInfo) -> list[Candidate]:
                 src = str(block.get("source") or "erm")
                 check(src in trained, f"methods.{row}.source: {src!r} is not a trained row of methods.enabled "
                       f"({', '.join(trained) or 'none'})")  # fmt: skip
-                out.append(Candidate(row, method, hp, _label(row, method, hp), source=src))
+                out.append(Candidate(row, method, hp, _label(row, method, hp, block), source=src))
             else:
                 out.append(
-                    Candidate(row, method, hp, _label(row, method, hp), schedule=schedule_of(cfg, block))
+                    Candidate(
+                        row, method, hp, _label(row, method, hp, block), schedule=schedule_of(cfg, block)
+                    )
                 )
     return out
 
@@ -194,15 +200,19 @@ def jtt_stage_one(ctx: Context, cands: list[Candidate]) -> tuple[dict, dict[str,
     return out, info
 
 
-def train_programs(ctx: Context, cands: list[Candidate], errors: dict) -> list[Any]:
-    """Train every trained candidate × seed: one program per distinct schedule. Fills ``curves`` and ``failed``;
-    returns the final states' variables per candidate index (restart axis = seeds)."""
+def train_programs(
+    ctx: Context, cands: list[Candidate], errors: dict, prefix: str = "train"
+) -> tuple[list, Any]:
+    """Train every trained candidate × seed: one program per distinct schedule (checkpoints under
+    ``<prefix>_<k>``). Fills ``curves`` and ``failed``; returns the final variables per candidate index (restart
+    axis = seeds) and the initial parameters of the seeds (θ₀, the same for every method of a seed)."""
     n, S = len(ctx.data.train.y), len(ctx.keys)
     by_schedule: dict[tuple, list[int]] = {}
     for i, c in enumerate(cands):
         if c.schedule:
             by_schedule.setdefault(c.schedule, []).append(i)
     variables: list[Any] = [None] * len(cands)
+    params0 = None
     inputs = {"group": ctx.data.train.group, "n": n}
     for p, ((opt, epochs), members) in enumerate(by_schedule.items()):
         spec = ctx.spec(supervised.branches_of([(cands[i].method, cands[i].hp) for i in members]), opt)
@@ -214,7 +224,7 @@ def train_programs(ctx: Context, cands: list[Candidate], errors: dict) -> list[A
                 extra = {"error_set": err[s]} if algorithms.get(c.method).driver == "jtt_identify" else {}
                 states.append(supervised.restart_state(spec, c.method, c.hp, {**inputs, **extra}))
         labels = [cands[i].label for i in members]
-        name, spe = f"train_{p}", spec.steps_per_epoch
+        name, spe = f"{prefix}_{p}", spec.steps_per_epoch
         # after every epoch (before the updates of steps spe, 2·spe, …) and after the last update; one function per
         # split (one compiled program), equal chunks of one epoch (one compiled training chunk)
         evs = [
@@ -241,12 +251,14 @@ def train_programs(ctx: Context, cands: list[Candidate], errors: dict) -> list[A
         recs = [*(h for h in res.history if h["step"] > 0), res.final]
         check(len(recs) == epochs, f"expected {epochs} evaluations, got {len(recs)}")
         final_vars = evaluators.variables_of(res.state)
+        if params0 is None:
+            params0 = jax.tree_util.tree_map(lambda a: np.asarray(a)[:S], res.params0)
         for j, i in enumerate(members):
             sl = slice(j * S, (j + 1) * S)
             cands[i].curves = {k: np.stack([np.asarray(r[k])[sl] for r in recs]) for k in res.final}
             cands[i].failed = int(np.sum(res.failed_at[sl] >= 0))
             variables[i] = jax.tree_util.tree_map(lambda a, sl=sl: np.asarray(a)[sl], final_vars)
-    return variables
+    return variables, params0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -275,7 +287,16 @@ def posthoc_rows(ctx: Context, cands: list[Candidate], variables: list[Any]) -> 
             continue
         src = next(i for i, cc in enumerate(cands) if cc.row == c.source)
         per_seed = []
-        for s in range(len(ctx.keys)):
+        if c.method == "threshold":
+            z = {
+                sp: posthoc.restart_logits(ctx.model, variables[src], d.split(sp).x, chunk)
+                for sp in ("val", "test")
+            }
+            for s in range(len(ctx.keys)):
+                v, t = d.val, d.test
+                per_seed.append(posthoc.threshold_shift(z["val"][s], v.y, v.group, z["test"][s], t.y, t.group,
+                                                        n_groups=G))  # fmt: skip
+        for s in range(len(ctx.keys) if c.method == "dfr" else 0):
             v = posthoc.restart(variables[src], s)
             if c.method == "dfr":
                 key = (src, s, c.hp["penalty"] == "l1")
@@ -288,8 +309,21 @@ def posthoc_rows(ctx: Context, cands: list[Candidate], variables: list[Any]) -> 
         out[c.label] = {rule: {"test_avg": [r[rule]["scores"]["avg"] for r in per_seed],
                                "test_worst": [r[rule]["scores"]["worst"] for r in per_seed],
                                "test_groups": [r[rule]["scores"]["groups"] for r in per_seed],
-                               "hyper": [r[rule]["hyper"] for r in per_seed]} for rule in RULES}  # fmt: skip
+                               "hyper": [r[rule]["hyper"] for r in per_seed],
+                               "tuning": [r[rule].get("tuning") for r in per_seed]} for rule in RULES}  # fmt: skip
     return out
+
+
+def _posthoc_listing(c: Candidate, r: dict[str, Any]) -> list[dict[str, Any]]:
+    """A post-hoc row's tried values and their mean held-out validation score (DFR's penalty grid), or the values
+    chosen per seed (the threshold, searched over every cut)."""
+    if c.method == "dfr":
+        key = "c" if c.hp["penalty"] == "l1" else "l2"
+        scores = np.mean(np.asarray(r["tuning"], float), axis=0)
+        return [
+            {key: float(v), "val_score": round(float(sc), 4)} for v, sc in zip(c.hp[key], scores, strict=True)
+        ]
+    return [{**h, "seed": s} for s, h in enumerate(r["hyper"])]
 
 
 def summarise(cands: list[Candidate], post: dict[str, dict[str, Any]], n_groups: int) -> dict[str, Any]:
@@ -305,7 +339,7 @@ def summarise(cands: list[Candidate], post: dict[str, dict[str, Any]], n_groups:
                 r = post[c.label][rule]
                 block[row] = method_summary(r["test_avg"], r["test_worst"], r["test_groups"], method=c.method,
                                             hyper={**c.hyper, "chosen": r["hyper"]}, label=c.label, rule=rule,
-                                            source=c.source)  # fmt: skip
+                                            source=c.source, candidates=_posthoc_listing(c, r))  # fmt: skip
                 continue
             ev = [selection.at_selected(c.curves, rule, n_groups) for c in mine]
             k = selection.best([e["val_score"] for e in ev])
@@ -340,53 +374,136 @@ def table_rows(summary: dict[str, Any], rule: str) -> list[dict[str, str]]:
     return rows
 
 
+def _calibration(cfg, run_dir, progress) -> tuple[list[dict[str, Any]], str]:
+    """The ρ calibration: trained in this run (``calibration.run``) or the table recorded in the config."""
+    from gs_jax.experiments import worst_group_analysis as analysis
+
+    if cfg.calibration.run:
+        return analysis.calibrate(cfg, run_dir, progress), f"this run ({run_dir.path.name})"
+    keys = ("rho", "erm_worst_group_acc_mean", "erm_avg_acc_mean")
+    rows = [{**dict(zip(keys, r[:3], strict=True)), "layout": "symmetric" if r[0] is not None else "celeba",
+             "per_group": list(r[3:])} for r in cfg.calibration.measured]  # fmt: skip
+    return rows, f"recorded in configs/worst_group.py from {cfg.calibration.measured_in or '-'}"
+
+
 def run_worst_group(cfg, run_dir, progress=None) -> dict[str, Any]:
-    """The whole experiment (``make worst-group``): training, post-hoc rows, selection, summary.json, table,
-    figures."""
+    """The whole experiment (``make worst-group``): the ρ calibration (trained or recorded), training, post-hoc
+    rows, selection, the monitor's responses, summary.json, table, figures."""
+    from gs_jax.experiments import worst_group_analysis as analysis
     from gs_jax.plotting import worst_group as plots
 
     t_start = time.perf_counter()
     validate(cfg)
     cands = candidates(cfg, groups.static_info(cfg.data))  # refusals before the data are loaded
+    symmetric = cfg.data.dataset == "dominoes" and cfg.data.layout == "symmetric"
+    summary: dict[str, Any] = {"variant": cfg.variant, "rho": float(cfg.data.rho) if symmetric else None,
+                               "layout": cfg.data.layout if cfg.data.dataset == "dominoes" else None}  # fmt: skip
+    wall: dict[str, float] = {}
+    t0 = time.perf_counter()
+    calib, summary["rho_calibration_source"] = _calibration(cfg, run_dir, progress)
+    summary["rho_calibration"] = calib
+    wall["calibration"] = round(time.perf_counter() - t0, 1)
+    if calib:
+        run_dir.save_figure(plots.rho_calibration(calib), "rho_calibration")
+    if cfg.calibration.only:
+        summary["in_regime"] = analysis.in_regime(calib)
+        run_dir.write_text("table.md", calibration_table(calib))
+        print(calibration_table(calib))
+        summary["wall_s"] = {**wall, "total": round(time.perf_counter() - t_start, 1)}
+        run_dir.write_summary(summary)
+        return summary
     data = groups.load(cfg.data, progress=progress)
-    info = data.info()
     check(len(data.train.y) >= int(cfg.train.batch_size),
           f"train.batch_size {cfg.train.batch_size} is larger than the training set ({len(data.train.y)})")  # fmt: skip
-    ctx = Context(cfg, build_model(cfg), data, data.trainer_data(), info, seed_keys(cfg, int(cfg.seeds)), run_dir,
-                  progress)  # fmt: skip
-    summary: dict[str, Any] = {
+    ctx = Context(cfg, build_model(cfg), data, data.trainer_data(), data.info(), seed_keys(cfg, int(cfg.seeds)),
+                  run_dir, progress)  # fmt: skip
+    summary.update({
         "data": data.name, "description": data.description, "group_names": list(data.group_names),
         "group_counts": data.group_counts(), "seeds": list(range(int(cfg.seeds))), "net": cfg.net.name,
         "selection": f"{RULES[0]} (primary, in 'methods'); every rule in by_rule: "
                      + "; ".join(f"{k}: {v}" for k, v in selection.RULES.items()),
-    }  # fmt: skip
-    wall: dict[str, float] = {}
+    })  # fmt: skip
     errors, summary["jtt_identification"] = jtt_stage_one(ctx, cands)
     for name, v in summary["jtt_identification"].items():
         wall[name] = v.pop("wall_s")
     t0 = time.perf_counter()
-    variables = train_programs(ctx, cands, errors)
+    variables, params0 = train_programs(ctx, cands, errors)
     wall["train"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     post = posthoc_rows(ctx, cands, variables)
     wall["posthoc"] = round(time.perf_counter() - t0, 1)
     summary["by_rule"] = summarise(cands, post, data.n_groups)
     summary["methods"] = summary["by_rule"][RULES[0]]
+    if cfg.responses.enabled and cfg.net.name == "lenet" and params0 is not None:
+        t0 = time.perf_counter()
+        summary["responses"] = analysis.responses(ctx, cands, variables, params0, summary["by_rule"])
+        wall["responses"] = round(time.perf_counter() - t0, 1)
     np.savez(run_dir.file("curves.npz"), **{f"{c.label}|{k}": v for c in cands for k, v in c.curves.items()})
+    report(summary, cands, data, run_dir, int(cfg.seeds))
+    wall["total"] = round(time.perf_counter() - t_start, 1)
+    summary["wall_s"] = wall
+    run_dir.write_summary(summary)
+    print(f"[gs-jax] worst-group: {wall['total']:.1f} s -> {run_dir.path}", file=sys.stderr)
+    return summary
+
+
+def calibration_table(rows: list[dict[str, Any]]) -> str:
+    out = [{"layout": r["layout"], "ρ": "-" if r["rho"] is None else f"{r['rho']:g}",
+            "ERM worst group": f"{100 * r['erm_worst_group_acc_mean']:.1f}"
+                               + (f" ± {100 * r['erm_worst_group_acc_std']:.1f}" if "erm_worst_group_acc_std" in r else ""),
+            "ERM average": f"{100 * r['erm_avg_acc_mean']:.1f}",
+            "per group g0..g3": " / ".join(f"{100 * v:.1f}" for v in r["per_group"]),
+            "train groups": str(r.get("train_group_counts", "-"))} for r in rows]  # fmt: skip
+    return markdown_table(out, "ERM against the shortcut's strength ρ (test %, epochs chosen by val_worst)")
+
+
+def report(summary: dict[str, Any], cands: list[Candidate], data, run_dir, seeds: int) -> None:
+    """table.md (every rule, the candidates, the responses) and the figures."""
+    from gs_jax.plotting import worst_group as plots
+
     text = ""
     for rule in RULES:
-        title = (f"Table 3 analogue — {data.name}, test accuracy (mean ± std over {cfg.seeds} seeds, %), "
+        title = (f"Table 3 analogue — {data.name}, test accuracy (mean ± std over {seeds} seeds, %), "
                  f"chosen by {rule}: {selection.RULES[rule]}")  # fmt: skip
         text += markdown_table(table_rows(summary, rule), title) + "\n"
+    text += candidates_table(summary) + "\n"
+    if "responses" in summary:
+        text += responses_table(summary["responses"]) + "\n"
+    if summary.get("rho_calibration"):
+        text += calibration_table(summary["rho_calibration"]) + f"({summary['rho_calibration_source']})\n\n"
     text += f"data: {data.description}\ngroup counts: {summary['group_counts']}\n"
     print(text)
     run_dir.write_text("table.md", text)
     chosen = {m: next(c for c in cands if c.label == r["label"]).curves for m, r in summary["methods"].items()
               if "epochs_selected" in r}  # fmt: skip
     run_dir.save_figure(plots.group_curves(chosen, data.group_names, data.name), "group_curves")
-    run_dir.save_figure(plots.bars(summary["methods"], PAPER_TABLE3, data.name), "worst_group_bars")
-    wall["total"] = round(time.perf_counter() - t_start, 1)
-    summary["wall_s"] = wall
-    run_dir.write_summary(summary)
-    print(f"[gs-jax] worst-group: {wall['total']:.1f} s -> {run_dir.path}", file=sys.stderr)
-    return summary
+    run_dir.save_figure(plots.bars(summary["by_rule"], data.group_names, PAPER_TABLE3, data.name),
+                        "worst_group_bars")  # fmt: skip
+    if "responses" in summary:
+        run_dir.save_figure(plots.responses(summary["responses"]), "responses")
+
+
+def candidates_table(summary: dict[str, Any]) -> str:
+    """Every candidate of every trained row under every rule: its mean validation score and test numbers."""
+    rows = []
+    for rule, block in summary["by_rule"].items():
+        for m, r in block.items():
+            for c in r.get("candidates", []):
+                if "label" not in c:
+                    continue
+                rows.append({"rule": rule, "row": m, "candidate": c["label"], "val score": f"{100 * c['val_score']:.1f}",
+                             "test avg": f"{100 * c['test_avg_mean']:.1f}",
+                             "test worst": f"{100 * c['test_worst_mean']:.1f}",
+                             "chosen": "✓" if c["label"] == r["label"] else ""})  # fmt: skip
+    return markdown_table(rows, "Every trained candidate (mean over seeds, %; the rule's epoch per seed)")
+
+
+def responses_table(resp: dict[str, Any]) -> str:
+    feats = resp["features"]
+    rows = [{"row": m, "candidate": r["label"], "z digit": f"{r['z_digit_mean']:.2f} ± {r['z_digit_std']:.2f}",
+             "z item": f"{r['z_item_mean']:.2f} ± {r['z_item_std']:.2f}",
+             "item share": f"{r['item_share_mean']:.2f}"} for m, r in resp["rows"].items()]  # fmt: skip
+    desc = "; ".join(f"seed {s}: digit = feature {f['digit']['index']} (cos {f['digit']['corr']:.2f}), item = "
+                     f"feature {f['item']['index']} (cos {f['item']['corr']:.2f})" for s, f in enumerate(feats))  # fmt: skip
+    return markdown_table(rows, "The monitor's responses z = UᵀY(ŷ − ŷ₀) of the final networks (val_worst rows) to "
+                                f"the digit and the item features ({resp['probe']}); {desc}")  # fmt: skip
