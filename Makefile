@@ -25,7 +25,7 @@ ARGS   ?=
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup setup-gpu device-check lock test test-latest test-package test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group starvation notebooks \
+.PHONY: help setup setup-gpu device-check lock test test-latest test-package test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group worst-group-calibrate starvation notebooks \
         data-mnist data-fashion data-cifar data-celeba bench bench-jax bench-peers clean
 
 help:  ## list the targets
@@ -105,8 +105,11 @@ moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/lates
 robustness: $(STAMP) data-fashion  ## Table 1 + Fig. 2 analogues on Fashion-MNIST (clean/PGD acc, margin CDF, ERM vs SD) -> runs/robustness/latest
 	$(PY) train/robustness.py $(ARGS)
 
-worst-group: $(STAMP) data-fashion  ## Table 3 analogue: avg / worst-group acc of ERM, SD, Group DRO, JTT, DFR (dominoes; CelebA via ARGS) -> runs/worst_group/latest
+worst-group: $(STAMP) data-fashion  ## Table 3 analogue: avg / worst-group acc of ERM, SD, controls, Group DRO, JTT, DFR (dominoes; CelebA via ARGS) -> runs/worst_group/latest
 	$(PY) train/worst_group.py $(ARGS)
+
+worst-group-calibrate: $(STAMP) data-fashion  ## ERM's worst group against the dominoes' ρ (picks the starved regime) -> runs/worst_group_calibrate/latest
+	$(PY) train/worst_group.py --config configs/worst_group.py:calibrate $(ARGS)
 
 starvation: $(STAMP)  ## the starvation monitor on Colored MNIST (ERM vs SD responses) + Theorem 2 on the network -> runs/starvation/latest
 	$(PY) train/starvation.py $(ARGS)

@@ -18,7 +18,8 @@ means need as Python ints.
 
 Model, optimiser and schedule belong to the experiment's config, not here. A method that needs what a data set
 lacks (IRM without environments, Group DRO without groups) is refused up front by :func:`check_supported`.
-Post-hoc methods (DFR) have no loss: a benchmark runs them on a trained network's features; JTT's first stage
+Post-hoc methods (DFR, the threshold shift) have no loss: a benchmark runs them on a trained network's features or
+logits (``gs_jax.posthoc``); JTT's first stage
 (``driver = "jtt_identify"``) is run by the benchmark before its second, whose up-weighted error set reaches the
 sampler through :attr:`Algorithm.sampling`.
 
@@ -251,9 +252,14 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("logit_adjust", {"tau": 1.0, "prior": "class"}, logit_adjust_loss, _logit_adjust_state,
                   needs=lambda hp: ("group",) if hp["prior"] == "group" else (),
                   summary="logit adjustment: CE of ŷ + τ·log π (class or group prior)"),
-        Algorithm("dfr", {"penalty": "l1", "c": (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01), "n_refits": 20},
+        # penalty "l1": the reference protocol (liblinear, C tuned over ``c``); "l2": this project's Newton fit,
+        # l2 tuned over ``l2`` (posthoc.dfr)
+        Algorithm("dfr", {"penalty": "l1", "c": (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01), "n_refits": 20,
+                          "l2": (1e-3, 1e-2, 1e-1, 1.0)},
                   needs=lambda hp: ("group",), posthoc=True,
                   summary="Deep Feature Reweighting: last layer refit on group-balanced held-out features"),
+        Algorithm("threshold", {}, needs=lambda hp: ("binary",), posthoc=True,
+                  summary="a trained logit's decision threshold moved, tuned on validation (posthoc.threshold_shift)"),
     )
 }  # fmt: skip
 

@@ -242,12 +242,17 @@ def trajectory(
     return steps, (z if classes is not None else z[..., 0, :])
 
 
-def alignment(mon: Monitor, attribute: Any) -> np.ndarray:
+def alignment(mon: Monitor, attribute: Any, *, centred: bool = True) -> np.ndarray:
     """Pearson correlation (k,) between each feature's weights u_j (over the n probe examples) and a per-example
     ``attribute`` (e.g. colour-label agreement ±1, group membership); 0 for a constant attribute or column.
 
     A feature that "is" an attribute has |corr| near 1. Note u_j lives in Y-space (rows of YΦ₀): a feature that
     reads colour c has u_j ∝ y·c, so pass the agreement y·c, not c itself.
+
+    ``centred=False``: the cosine of u_j and the attribute instead (no means removed). An attribute that always
+    agrees with the label (the feature that defines the label, e.g. a dominoes' item: y·c = +1 for every example)
+    is constant in Y-space, where a correlation is undefined; its feature is the one whose u_j points along the
+    all-ones vector, which the cosine measures.
 
     Joint form: one value per row, ``(n·C,)`` or ``(n, C)``. One-vs-rest: ``(n,)`` (the same attribute for every
     class) or ``(n, C)`` (column c for class c); returns ``(C, k)``.
@@ -258,7 +263,7 @@ def alignment(mon: Monitor, attribute: Any) -> np.ndarray:
         check(a.shape in ((n,), (n, classes)),
               f"attribute must have shape ({n},) or ({n}, {classes}) for a one-vs-rest monitor, got {a.shape}")  # fmt: skip
         cols = a[:, None].repeat(classes, 1) if a.ndim == 1 else a
-        return np.stack([alignment(for_class(mon, c), cols[:, c]) for c in range(classes)])
+        return np.stack([alignment(for_class(mon, c), cols[:, c], centred=centred) for c in range(classes)])
     U = np.asarray(mon.U, np.float64)
     a = np.asarray(attribute, np.float64).reshape(-1)
     check(
@@ -266,17 +271,19 @@ def alignment(mon: Monitor, attribute: Any) -> np.ndarray:
         f"attribute must have one value per probe example ({U.shape[0]}), got {a.shape}",
     )
     check(np.all(np.isfinite(a)), "attribute holds non-finite values")
-    uc, ac = U - U.mean(0), a - a.mean()
+    uc, ac = (U - U.mean(0), a - a.mean()) if centred else (U, a)
     den = np.sqrt((uc**2).sum(0) * (ac**2).sum())
     return np.where(den > 0, (uc * ac[:, None]).sum(0) / np.where(den > 0, den, 1.0), 0.0)
 
 
-def identify(mon: Monitor, attributes: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """For each named attribute, the feature index with the largest |correlation| (:func:`alignment`), distinct
-    features for distinct attributes (greedy, strongest match first): ``{name: {"index", "corr", "s"}}``.
-    One-vs-rest: call it per class on :func:`for_class`."""
+def identify(
+    mon: Monitor, attributes: dict[str, Any], *, centred: bool = True
+) -> dict[str, dict[str, float]]:
+    """For each named attribute, the feature index with the largest |correlation| (:func:`alignment`; cosine with
+    ``centred=False``), distinct features for distinct attributes (greedy, strongest match first):
+    ``{name: {"index", "corr", "s"}}``. One-vs-rest: call it per class on :func:`for_class`."""
     check(not mon.one_vs_rest, "identify takes one class's monitor: identify(for_class(mon, c), attributes)")
-    corr = {name: alignment(mon, a) for name, a in attributes.items()}
+    corr = {name: alignment(mon, a, centred=centred) for name, a in attributes.items()}
     taken: set[int] = set()
     out: dict[str, dict[str, float]] = {}
     for name in sorted(corr, key=lambda nm: -np.max(np.abs(corr[nm]))):

@@ -46,6 +46,7 @@ class Spec:
     steps_per_epoch: int = 1  # places the optimiser's milestones
     augment: bool = False  # random crop (pad 4) + horizontal flip of ``x`` (NHWC images)
     fields: tuple = ("x", "y")  # the training arrays the sampler draws (subset of TRAIN_FIELDS)
+    pretrained: str = ""  # .npz of a torchvision state dict loaded at init (models.read_state_dict)
 
     @property
     def weighted(self) -> bool:
@@ -93,6 +94,9 @@ def make_task(spec: Spec) -> trainer.Task:
 
     def init(key, data):
         variables = model.init(key, data["x"][:1])
+        if spec.pretrained:
+            state_dict = models.read_state_dict(spec.pretrained)
+            variables = dict(models.load_torchvision_resnet(variables, state_dict))
         params = variables.pop("params")
         return params, variables
 

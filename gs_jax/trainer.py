@@ -106,7 +106,8 @@ class Task:
 
 class Evaluator(NamedTuple):
     """A metric function on the schedule ``every`` (steps 0, every, 2·every, … and the last step, each BEFORE
-    that step's update); ``every=0`` runs it once, after the last update.
+    that step's update; ``last=False`` leaves out the last step, so that epoch-wise evaluations beside an ``every=0``
+    one cut the run into equal chunks, one compiled program); ``every=0`` runs it once, after the last update.
 
     ``fn(state, data) -> {name: scalar}`` for one restart (the trainer vmaps and jits it).
     """
@@ -114,6 +115,7 @@ class Evaluator(NamedTuple):
     name: str
     fn: Callable
     every: int = 0
+    last: bool = True  # every > 0: also before the last step (False: only at steps 0, every, 2·every, …)
 
 
 class Init(NamedTuple):
@@ -441,7 +443,7 @@ def train(
     schedule: dict[int, list[Evaluator]] = {}
     for ev in evaluators:
         if ev.every > 0:
-            for s in eval_steps(steps, ev.every):
+            for s in eval_steps(steps, ev.every) if ev.last else range(0, steps, ev.every):
                 schedule.setdefault(s, []).append(ev)
     evaluate = {ev.name: _compiled_evaluator(ev.fn, data_axis) for ev in evaluators}
     record_every, ckpt_dir = saveat.record_every, saveat.checkpoint_dir

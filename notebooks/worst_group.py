@@ -33,16 +33,16 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gs_jax import group_methods, trainer
+from gs_jax import algorithms, evaluators, models, optim, posthoc, selection, supervised, trainer
 from gs_jax.config import load_config
-from gs_jax.experiments import worst_group_core as core
+from gs_jax.data import groups
 
 SMALL = bool(os.environ.get("GS_SMALL"))
 cfg = load_config("configs/worst_group.py")
 if SMALL:
     cfg.data.max_train, cfg.data.max_eval = 1024, 300
 try:
-    data = core.load_data(cfg)
+    data = groups.load(cfg.data)
 except (
     Exception
 ) as err:  # no Fashion-MNIST here (`make data-fashion`): random images keep the notebook running
@@ -55,17 +55,16 @@ except (
         x = rng.random((n, 56, 28, 1)).astype(np.float32) * 0.3
         x[:, :28] += digit[:, None, None, None] * 0.7
         x[:, 28:] += y[:, None, None, None] * 0.2
-        return core.GroupSplit(x, y.astype(np.int32), (2 * y + digit).astype(np.int32))
+        return groups.make_split(x, y, 2 * y + digit, 4)
 
-    data = core.GroupData(
-        fake(2048, 0.95), fake(600, 0.5), fake(600, 0.5), "random", "random", ("a", "b", "c", "d")
-    )
+    data = groups.GroupData(fake(2048, 0.95), fake(600, 0.5), fake(600, 0.5), "random", "random",
+                            ("a", "b", "c", "d"))  # fmt: skip
 print(data.description)
-print("training group counts:", data.train.group_counts.tolist(), "| test:", data.test.group_counts.tolist())
+print("training group counts:", data.group_counts()["train"], "| test:", data.group_counts()["test"])
 
 fig, axes = plt.subplots(1, 4, figsize=(6, 3))
 for k, ax in enumerate(axes):
-    i = int(np.flatnonzero(data.train.g == k)[0])
+    i = int(np.flatnonzero(data.train.group == k)[0])
     ax.imshow(data.train.x[i, :, :, 0], cmap="gray")
     ax.set_title(f"g{k}: {data.group_names[k]}", fontsize=7)
     ax.axis("off")
@@ -73,32 +72,39 @@ plt.show()
 
 # %% [markdown]
 # ## ERM, SD and Group DRO: one program, three objectives
-# SD adds λ_1·mean_{y=1}(ŷ − γ_1)² + λ_0·mean_{y=0}(ŷ − γ_0)² (no ½); Group DRO minimises Σ_g q_g·L_g with the
-# weights q moved towards the worst group by exponentiated gradient (step η).
+# Each method is a record of the registry (`gs_jax.algorithms`); `supervised.make_task` evaluates the network
+# once per step and dispatches each restart to its method's loss. SD (the authors' CelebA form `sd_spw3`) adds
+# λ_1·mean_{y=1}(ŷ − γ_1)² + λ_0·mean_{y=0}(ŷ − γ_0)² (no ½); Group DRO minimises Σ_g q_g·L_g with the weights q
+# moved towards the worst group by exponentiated gradient (step η), on group-balanced minibatches.
 
 # %%
 n = len(data.train.y)
 EPOCHS = 1 if SMALL else 8
 methods = {
-    "ERM": core.method_state(n),
-    "SD": core.method_state(n, lam=(1.0, 1.0), gamma=(-2.5, 2.5)),
-    "Group DRO": core.method_state(n, dro=True, eta=0.1),
+    "ERM": ("erm", {}),
+    "SD": ("sd_spw3", {"lam": (1.0, 1.0), "gamma": (-2.5, 2.5)}),
+    "Group DRO": ("group_dro", {"eta": 0.1}),
 }
-arch, opt = core.Arch(), core.Opt(batch_size=128)
-spe = n // opt.batch_size
+model = models.build("lenet", num_outputs=1)
+spe = n // 128
+spec = supervised.Spec(model, supervised.branches_of([(m, algorithms.hyper(m, hp)) for m, hp in methods.values()]),
+                       optim.spec(name="adam", lr=1e-3), data.info(), sampler="epochs", batch_size=128,
+                       steps_per_epoch=spe, fields=("x", "y", "group"))  # fmt: skip
+states = [supervised.restart_state(spec, m, hp, {"group": data.train.group}) for m, hp in methods.values()]
 key = jax.random.PRNGKey(0)
 result = trainer.train(
-    core.make_task(arch, opt, n), core.task_data(data), jax.numpy.stack([key] * len(methods)), steps=EPOCHS * spe,
-    data_per_restart=False, evaluators=[core.group_evaluator(arch, 300, spe)],
-    algo_state=core.stack_states(list(methods.values())), max_chunk=spe,
+    supervised.make_task(spec), data.trainer_data(), jax.numpy.stack([key] * len(methods)), steps=EPOCHS * spe,
+    data_per_restart=False, evaluators=[evaluators.group_accuracy(model, "test", 4, chunk=300, every=spe)],
+    init=trainer.Init(algo_state=supervised.stack(states)), layout=trainer.Layout(max_chunk=spe),
 )  # fmt: skip
-variables = core.variables_of(result.state)
-logits = np.asarray(core.logits_fn(arch, 300)(variables, data.test.x))
+variables = evaluators.variables_of(result.state)
+logits = posthoc.restart_logits(model, variables, data.test.x, 300)
 for r, name in enumerate(methods):
-    acc_g, avg, worst = core.group_accuracy(logits[r], data.test.y, data.test.g)
-    print(f"{name}: test average {100 * float(avg):.1f} %, worst group {100 * float(worst):.1f} %, per group "
-          + ", ".join(f"g{k} {100 * float(a):.1f}" for k, a in enumerate(acc_g)))  # fmt: skip
-print("Group DRO's final weights q:", np.round(np.asarray(result.state.algo_state["q"][2]), 3))
+    s = selection.scores(logits[r], data.test.y, data.test.group, 4)
+    print(f"{name}: test average {100 * s['avg']:.1f} %, worst group {100 * s['worst']:.1f} %, per group "
+          + ", ".join(f"g{k} {100 * float(a):.1f}" for k, a in enumerate(s["groups"])))  # fmt: skip
+dro = spec.branches.index(("group_dro", ()))
+print("Group DRO's final weights q:", np.round(np.asarray(result.state.algo_state["state"][dro]["q"][2]), 3))
 
 # %% [markdown]
 # ## Which feature did ERM use? Test accuracy by group over training
@@ -118,15 +124,16 @@ plt.show()
 # %% [markdown]
 # ## DFR: keep ERM's features, refit only the last layer on group-balanced validation data
 # If the core feature is in ERM's representation but the last layer leans on the digit, a balanced refit recovers
-# the worst group.
+# the worst group. `posthoc.dfr` in the reference's form: L1 logistic regression (liblinear), C tuned on half of
+# validation, the scaler fit on the training features, the weights of balanced refits averaged.
 
 # %%
-erm = core.restart(variables, 0)
-feat = core.features_fn(arch, 300)
-fv, ft = np.asarray(feat(erm, data.val.x)), np.asarray(feat(erm, data.test.x))
-mu, sd = fv.mean(0), fv.std(0) + 1e-6
-idx = group_methods.group_balanced_indices(data.val.g, 4, jax.random.PRNGKey(1))
-w, b = group_methods.fit_last_layer((fv[idx] - mu) / sd, data.val.y[idx], l2=0.1)
-acc_g, avg, worst = core.group_accuracy(((ft - mu) / sd) @ np.asarray(w) + float(b), data.test.y, data.test.g)
-print(f"DFR: test average {100 * float(avg):.1f} %, worst group {100 * float(worst):.1f} % "
-      f"(ERM's last layer: worst group {100 * float(core.group_accuracy(logits[0], data.test.y, data.test.g)[2]):.1f} %)")  # fmt: skip
+erm = posthoc.restart(variables, 0)
+feats = {s: posthoc.features(model, erm, data.split(s).x, 300) for s in ("train", "val", "test")}
+hp = algorithms.hyper("dfr", {"n_refits": 5})
+out = posthoc.dfr(
+    feats, {s: data.split(s) for s in ("val", "test")}, hp, n_groups=4, key=jax.random.PRNGKey(1)
+)
+s, erm_s = out["val_worst"]["scores"], selection.scores(logits[0], data.test.y, data.test.group, 4)
+print(f"DFR: test average {100 * s['avg']:.1f} %, worst group {100 * s['worst']:.1f} % "
+      f"(C = {out['val_worst']['hyper']['c']}; ERM's last layer: worst group {100 * erm_s['worst']:.1f} %)")  # fmt: skip

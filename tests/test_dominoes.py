@@ -106,6 +106,30 @@ def test_seeded_and_configurable(pools):
     assert len(sub.y) == 50 and sub.agreement == 1.0
 
 
+def test_celeba_layout_has_celebas_group_shares_and_balanced_evaluation(pools):
+    # one minority group inside the minority class (SPEC §5c): y = 1 is ~15 % of training, its digit-1 group 0.85 %
+    data = dominoes.make_dominoes(
+        pools["d_tr"], pools["d_te"], pools["i_tr"], pools["i_te"], seed=7, layout="celeba"
+    )
+    c = data.train.group_counts
+    assert c.sum() == len(data.train.y) and c[3] == min(c) and c[3] >= 1
+    np.testing.assert_allclose(
+        c / c.sum(), dominoes.CELEBA_SHARES, atol=1.0 / c.sum()
+    )  # exact up to rounding
+    assert np.sum(data.train.y == 0) + np.sum(data.val.y == 0) == 600  # every class-0 item of the train file used
+    for split in (data.val, data.test):  # group-balanced: half of each class per digit
+        n0, n1 = np.bincount(split.y, minlength=2)
+        np.testing.assert_array_equal(split.group_counts, [n0 - n0 // 2, n0 // 2, n1 - n1 // 2, n1 // 2])
+        np.testing.assert_array_equal(split.groups, 2 * split.y + split.digit)
+    assert np.unique(data.train.item_index).size == len(data.train.y)  # items used once
+    assert "CelebA layout" in data.layout_text
+    assert dominoes.celeba_counts(5400, 5400) == (2793, 2607, 892, 54)  # the real coat/dress pools
+    with pytest.raises(GsJaxError, match="unknown dominoes layout"):
+        dominoes.make_dominoes(
+            pools["d_tr"], pools["d_te"], pools["i_tr"], pools["i_te"], layout="waterbirds"
+        )
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [

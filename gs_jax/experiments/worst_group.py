@@ -1,22 +1,24 @@
-"""Worst-group accuracy (Section 4.3, Table 3; SPEC §4, §5b): ERM, SD (per-class λ_c, γ_c), Group DRO, JTT and DFR.
+"""Worst-group accuracy (Section 4.3, Table 3; SPEC §4, §5b, §5c): ERM, SD (per-class λ_c, γ_c), Group DRO, JTT,
+logit adjustment, DFR and a threshold shift, on any group data set of ``gs_jax.data.groups``.
 
-Data flow: ``configs/worst_group.py`` → :func:`run_worst_group` → ``worst_group_core.load_data`` (MNIST–Fashion
-dominoes by default, CelebA where its files exist) → JTT stage 1 (ERM for T epochs; its training errors give the
-up-weighted set) → every (method, hyper-parameter, seed) of ERM, SD, Group DRO and JTT stage 2 as one restart of
-ONE vmapped ``trainer.train`` call per distinct optimiser/schedule (the method lives in the algorithm state,
-``worst_group_core.make_task``), per-group validation and test accuracy after every epoch (a trainer evaluator) →
-DFR on the final ERM nets (last layer refit on group-balanced validation data, ``group_methods.fit_last_layer``) →
-model selection → summary, table, figures (``gs_jax.plotting.worst_group``).
+Data flow: ``configs/worst_group.py`` → :func:`run_worst_group` → ``groups.load`` (MNIST–Fashion dominoes by
+default, CelebA where its files exist) → the method rows of ``methods.enabled`` (``supervised.method_rows``: each
+row a registry method, its hyper-parameter grid ``algorithms.grid`` and its schedule) → JTT's first stage where
+enabled (``posthoc.jtt_identify``, one per distinct schedule) → every (row, hyper-parameter, seed) of the trained
+methods as one restart of ONE ``supervised.make_task`` program per distinct optimiser / epoch count (the method is
+a branch chosen per restart), per-group validation and test accuracy after every epoch
+(``evaluators.group_accuracy``) → the post-hoc rows on the final networks of their ``source`` row (DFR,
+``posthoc.dfr``; the threshold shift, ``posthoc.threshold_shift``) → model selection under each rule of
+``gs_jax.selection`` → summary, table, figures (``gs_jax.plotting.worst_group``).
 
-Model selection (both reported): ``val_worst`` — per restart the epoch with the best validation worst-group
-accuracy, per method the hyper-parameters with the best mean of it over seeds (needs group labels on validation,
-as the authors' ``analysis_utils`` and Group DRO's protocol); ``val_avg`` — the same with the validation average
-accuracy (no group labels anywhere except DFR's and Group DRO's own training).
+Training programs and JTT's first stage checkpoint through the trainer under ``<run>/checkpoints/<program>``;
+``--resume NAME`` continues an interrupted run and ends with the same summary (timings aside) and metrics.jsonl.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import functools
 import sys
 import time
 from typing import Any
@@ -25,59 +27,102 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gs_jax import group_methods, trainer
+from gs_jax import algorithms, evaluators, models, optim, posthoc, selection, supervised, trainer
+from gs_jax.config import check_sizes
+from gs_jax.data import groups
 from gs_jax.errors import check
-from gs_jax.experiments import worst_group_core as core
 from gs_jax.metrics import format_mean_std, mean_std
 from gs_jax.reporting import markdown_table
 
-METHODS = ("erm", "sd", "group_dro", "jtt", "dfr")
-RULES = ("val_worst", "val_avg")
+SCHEDULE_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "epochs")
+OVERRIDES = (
+    *SCHEDULE_KEYS,
+    "source",
+)  # row keys this experiment reads itself (``source``: a post-hoc row's net)
+RULES = tuple(selection.RULES)
 # paper Table 3 (CelebA, test, %, ten runs): average, worst-group (SPEC §4.5); LfF omitted (no code)
 PAPER_TABLE3 = {"erm": (94.61, 0.67, 40.35, 1.68), "sd": (91.64, 0.61, 83.24, 2.01),
                 "group_dro": (91.76, 0.28, 87.78, 0.96)}  # fmt: skip
 
 
+@dataclasses.dataclass
+class Candidate:
+    """One (row, hyper-parameter setting) of ``methods.enabled``; ``curves`` (metric → (E, S)) once trained."""
+
+    row: str
+    method: str
+    hp: dict[str, Any]
+    label: str
+    schedule: tuple = ()  # (OptimSpec, epochs) for a trained row; () for a post-hoc one
+    source: str = ""  # post-hoc rows: the row whose final networks they use
+    curves: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    failed: int = 0
+
+    @property
+    def hyper(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.hp.items() if not k.startswith("_")
+        }
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Candidates: (method, hyper-parameters) → algorithm state
+# Config → candidates
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def schedule_of(cfg, method: str) -> tuple[core.Opt, int]:
-    """The optimiser and epoch count of ``method``: ``cfg.methods.<m>.<key>`` where set, else ``cfg.train``."""
-    m, t = cfg.methods[method], cfg.train
+def validate(cfg) -> None:
+    """Sizes checked up front, each error naming its config key."""
+    check_sizes(cfg, {"seeds": 1, "train.batch_size": 1, "train.epochs": 1, "eval.chunk": 1,
+                      "data.max_train": 0, "data.max_eval": 0})  # fmt: skip
+    for row in cfg.methods.enabled:
+        block = cfg.methods.get(row) or {}
+        if block.get("epochs") is not None:
+            check_sizes(cfg, {f"methods.{row}.epochs": 1})
+        if "identify_epochs" in block:
+            check_sizes(cfg, {f"methods.{row}.identify_epochs": 1})
+
+
+def schedule_of(cfg, block) -> tuple[optim.OptimSpec, int]:
+    """A row's optimiser and epoch count: the row's schedule keys where set, else ``cfg.train``."""
 
     def get(key):
-        return m[key] if key in m and m[key] is not None else t[key]
+        return block[key] if block.get(key) is not None else cfg.train[key]
 
-    opt = core.Opt(str(get("optimizer")), float(get("lr")), float(get("momentum")), float(get("weight_decay")),
-                   int(t.batch_size))  # fmt: skip
-    epochs = int(get("epochs"))
-    check(epochs >= 1, f"{method}: epochs must be >= 1, got {epochs}")
-    return opt, epochs
+    opt = optim.spec(name=str(get("optimizer")), lr=float(get("lr")), momentum=float(get("momentum")),
+                     weight_decay=float(get("weight_decay")))  # fmt: skip
+    return opt, int(get("epochs"))
 
 
-def candidates(cfg, n_train: int, jtt_errors: np.ndarray | None) -> list[dict[str, Any]]:
-    """Every (method, hyper-parameter) candidate of the trained methods: ``{"method", "label", "hyper",
-    "state"}``, or ``"state_per_seed"`` for JTT (its error set depends on the seed's identification model)."""
-    out = [{"method": "erm", "label": "ERM", "hyper": {}, "state": core.method_state(n_train)}]
-    sd = cfg.methods.sd
-    for lam, gamma in itertools.product(sd.lam, sd.gamma):
-        hyper = {"lam": [float(v) for v in lam], "gamma": [float(v) for v in gamma]}
-        out.append({"method": "sd", "label": f"SD λ={tuple(hyper['lam'])} γ={tuple(hyper['gamma'])}",
-                    "hyper": hyper, "state": core.method_state(n_train, lam=lam, gamma=gamma)})  # fmt: skip
-    dro = cfg.methods.group_dro
-    for eta in dro.eta:
-        hyper = {"eta": float(eta), "adj": float(dro.adj)}
-        out.append({"method": "group_dro", "label": f"Group DRO η={eta:g} C={dro.adj:g}", "hyper": hyper,
-                    "state": core.method_state(n_train, dro=True, eta=eta, adj=dro.adj)})  # fmt: skip
-    if jtt_errors is not None:
-        for up in cfg.methods.jtt.lambda_up:
-            per_seed = [core.method_state(n_train, weights=group_methods.jtt_weights(e, float(up)))
-                        for e in jtt_errors]  # fmt: skip
-            out.append({"method": "jtt", "label": f"JTT T={cfg.methods.jtt.identify_epochs} λ_up={up:g}",
-                        "hyper": {"identify_epochs": int(cfg.methods.jtt.identify_epochs), "lambda_up": float(up)},
-                        "state_per_seed": per_seed})  # fmt: skip
+def _label(row: str, method: str, hp, block) -> str:
+    """``row[method k=v …]`` with the hyper-parameters the row's block sets (its grid axes and fixed values)."""
+    parts = [method] if row != method else []
+    for k in (k for k in hp if k in block):
+        v = hp[k]
+        parts.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+    return f"{row}[{' '.join(parts)}]" if parts else row
+
+
+def candidates(cfg, info: algorithms.DataInfo) -> list[Candidate]:
+    """Every (row, setting) of ``methods.enabled``, in config order; methods the data set cannot run are refused
+    here, in one line, before anything is trained."""
+    out = []
+    rows = supervised.method_rows(cfg.methods, overrides=OVERRIDES)
+    trained = [r for r, m, _ in rows if not algorithms.get(m).posthoc]
+    for row, method, block in rows:
+        alg = algorithms.get(method)
+        for hp in algorithms.grid(method, block):
+            algorithms.check_supported(method, hp, info)
+            if alg.posthoc:
+                src = str(block.get("source") or "erm")
+                check(src in trained, f"methods.{row}.source: {src!r} is not a trained row of methods.enabled "
+                      f"({', '.join(trained) or 'none'})")  # fmt: skip
+                out.append(Candidate(row, method, hp, _label(row, method, hp, block), source=src))
+            else:
+                out.append(
+                    Candidate(
+                        row, method, hp, _label(row, method, hp, block), schedule=schedule_of(cfg, block)
+                    )
+                )
     return out
 
 
@@ -86,138 +131,139 @@ def candidates(cfg, n_train: int, jtt_errors: np.ndarray | None) -> list[dict[st
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _keys(cfg, seeds) -> jax.Array:
+def build_model(cfg) -> models.Model:
+    if cfg.net.name == "lenet":
+        return models.build("lenet", num_outputs=1)
+    return models.build(cfg.net.name, num_outputs=1, stage_sizes=tuple(cfg.net.stage_sizes), width=int(cfg.net.width),
+                        input_norm="imagenet" if cfg.data.dataset == "celeba" else "")  # fmt: skip
+
+
+def seed_keys(cfg, n_seeds: int) -> jax.Array:
+    """Seed s: ``fold_in(PRNGKey(cfg.seed), s)`` (the same initialisation and batches for every method)."""
     root = jax.random.PRNGKey(int(cfg.seed))
-    return jnp.stack([jax.random.fold_in(root, s) for s in seeds])
+    return jnp.stack([jax.random.fold_in(root, s) for s in range(n_seeds)])
 
 
-def jtt_identify(cfg, arch, data, tdata, seeds, progress=None) -> tuple[np.ndarray, dict[str, Any]]:
-    """JTT stage 1: ERM (the JTT schedule's optimiser) for ``identify_epochs`` epochs per seed; returns the error
-    sets (S, n) — training examples the identification model misclassifies — and their sizes per group."""
-    opt, _ = schedule_of(cfg, "jtt")
-    n = len(data.train.y)
-    spe = n // opt.batch_size
-    steps = int(cfg.methods.jtt.identify_epochs) * spe
-    states = core.stack_states([core.method_state(n)] * len(seeds))
-    res = trainer.train(core.make_task(arch, opt, n), tdata, _keys(cfg, seeds), steps=steps, data_per_restart=False,
-                        algo_state=states, progress=progress, desc="JTT identification", max_chunk=spe)  # fmt: skip
-    logits = np.asarray(core.logits_fn(arch, int(cfg.eval.chunk))(core.variables_of(res.state), data.train.x))
-    errors = np.stack([group_methods.jtt_error_set((lg > 0).astype(np.int32), data.train.y) for lg in logits])
-    per_group = [np.bincount(data.train.g[e], minlength=core.N_GROUPS).tolist() for e in errors]
-    return errors, {"error_set_size": errors.sum(axis=1).tolist(), "error_set_per_group": per_group}
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every program of a run shares."""
+
+    cfg: Any
+    model: models.Model
+    data: groups.GroupData
+    tdata: dict[str, np.ndarray]
+    info: algorithms.DataInfo
+    keys: jax.Array
+    run_dir: Any
+    progress: Any
+
+    @property
+    def spe(self) -> int:
+        return len(self.data.train.y) // int(self.cfg.train.batch_size)
+
+    def spec(self, branches, opt: optim.OptimSpec) -> supervised.Spec:
+        return supervised.Spec(self.model, branches, opt, self.info, sampler=str(self.cfg.train.sampler),
+                               batch_size=int(self.cfg.train.batch_size), steps_per_epoch=self.spe,
+                               fields=("x", "y", "group"), pretrained=str(self.cfg.net.pretrained))  # fmt: skip
+
+    def saveat(self, name: str) -> trainer.SaveAt:
+        rd = self.run_dir
+        return trainer.SaveAt(checkpoint_dir=rd.file("checkpoints") / name, resume=rd.resumed,
+                              checkpoint_every_s=float(self.cfg.checkpoint_every_s))  # fmt: skip
 
 
-def train_candidates(
-    cfg, arch, data, tdata, cands, seeds, progress=None, on_eval=None
-) -> list[dict[str, Any]]:
-    """Train every candidate × seed; one ``trainer.train`` call per (optimiser, epochs). Adds ``curves`` (metric →
-    (E, S) array, epochs 1..E) to each candidate."""
-    n = len(data.train.y)
+@functools.cache
+def _group_evaluator(model, split: str, n_groups: int, chunk: int, every: int) -> trainer.Evaluator:
+    """``evaluators.group_accuracy`` once per setting, so that its compiled program serves every run of a process."""
+    ev = evaluators.group_accuracy(model, split, n_groups, chunk=chunk, every=every, name=f"{split}_epoch")
+    return ev._replace(last=False)
+
+
+def jtt_stage_one(ctx: Context, cands: list[Candidate]) -> tuple[dict, dict[str, Any]]:
+    """The error sets of every distinct (schedule, identify_epochs) among the JTT candidates: ``{(schedule, T):
+    (S, n) bool}`` and their sizes for the summary."""
+    out, info = {}, {}
+    for c in cands:
+        if algorithms.get(c.method).driver != "jtt_identify":
+            continue
+        key = (c.schedule[0], int(c.hp["identify_epochs"]))
+        if key in out:
+            continue
+        name = f"jtt_identify_{len(out)}"
+        t0 = time.perf_counter()
+        errors, sizes = posthoc.jtt_identify(
+            ctx.spec((("erm", ()),), key[0]), ctx.tdata, ctx.keys, epochs=key[1], chunk=int(ctx.cfg.eval.chunk),
+            saveat=ctx.saveat(name), progress=trainer.Progress(ctx.progress, "JTT identification"),
+        )  # fmt: skip
+        out[key] = errors
+        info[name] = {"identify_epochs": key[1], **sizes, "wall_s": round(time.perf_counter() - t0, 1)}
+    return out, info
+
+
+def train_programs(
+    ctx: Context, cands: list[Candidate], errors: dict, prefix: str = "train"
+) -> tuple[list, Any]:
+    """Train every trained candidate × seed: one program per distinct schedule (checkpoints under
+    ``<prefix>_<k>``). Fills ``curves`` and ``failed``; returns the final variables per candidate index (restart
+    axis = seeds) and the initial parameters of the seeds (θ₀, the same for every method of a seed)."""
+    n, S = len(ctx.data.train.y), len(ctx.keys)
     by_schedule: dict[tuple, list[int]] = {}
     for i, c in enumerate(cands):
-        by_schedule.setdefault(schedule_of(cfg, c["method"]), []).append(i)
-    for (opt, epochs), members in by_schedule.items():
-        spe = n // opt.batch_size
-        check(spe >= 1, f"train.batch_size {opt.batch_size} is larger than the training set ({n})")
-        states = [cands[i].get("state_per_seed", [cands[i].get("state")] * len(seeds))[s]
-                  for i in members for s in range(len(seeds))]  # fmt: skip
-        keys = jnp.concatenate([_keys(cfg, seeds)] * len(members))
-        ev = core.group_evaluator(arch, int(cfg.eval.chunk), spe)
-        final = trainer.Evaluator("final", ev.fn, every=0)
-        methods = sorted({cands[i]["method"] for i in members})
-        res = trainer.train(
-            core.make_task(arch, opt, n), tdata, keys, steps=epochs * spe, data_per_restart=False,
-            evaluators=[ev, final], algo_state=core.stack_states(states), progress=progress,
-            desc=f"{'+'.join(methods)} ({len(keys)} restarts)", on_eval=on_eval, max_chunk=spe,
-        )  # fmt: skip
-        trainer.report_failures(
-            "worst-group", res.failed_at, [cands[i]["label"] for i in members for _ in seeds]
-        )
-        recs = [h for h in res.history if h["step"] > 0 and h["step"] % spe == 0] + [res.final]
+        if c.schedule:
+            by_schedule.setdefault(c.schedule, []).append(i)
+    variables: list[Any] = [None] * len(cands)
+    params0 = None
+    inputs = {"group": ctx.data.train.group, "n": n}
+    for p, ((opt, epochs), members) in enumerate(by_schedule.items()):
+        spec = ctx.spec(supervised.branches_of([(cands[i].method, cands[i].hp) for i in members]), opt)
+        states = []
+        for i in members:
+            c = cands[i]
+            err = errors.get((opt, int(c.hp.get("identify_epochs", 0))))
+            for s in range(S):
+                extra = {"error_set": err[s]} if algorithms.get(c.method).driver == "jtt_identify" else {}
+                states.append(supervised.restart_state(spec, c.method, c.hp, {**inputs, **extra}))
+        labels = [cands[i].label for i in members]
+        name, spe = f"{prefix}_{p}", spec.steps_per_epoch
+        # after every epoch (before the updates of steps spe, 2·spe, …) and after the last update; one function per
+        # split (one compiled program), equal chunks of one epoch (one compiled training chunk)
+        evs = [
+            _group_evaluator(ctx.model, s, ctx.data.n_groups, int(ctx.cfg.eval.chunk), spe)
+            for s in ("val", "test")
+        ]
+        evs += [e._replace(name=e.name.replace("_epoch", "_final"), every=0) for e in evs]
+
+        def log(record, name=name, labels=labels):
+            for j, lab in enumerate(labels):
+                sl = slice(j * S, (j + 1) * S)
+                ctx.run_dir.log_metrics({"program": name, "step": record["step"], "candidate": lab,
+                                         **{k: float(np.nanmean(np.asarray(v)[sl])) for k, v in sorted(record.items())
+                                            if k != "step"}})  # fmt: skip
+
+        desc = f"{'+'.join(dict.fromkeys(cands[i].row for i in members))} ({len(states)} restarts)"
+        res = trainer.train(supervised.make_task(spec), ctx.tdata, jnp.concatenate([ctx.keys] * len(members)),
+                            steps=epochs * spe, data_per_restart=False,
+                            init=trainer.Init(algo_state=supervised.stack(states)), evaluators=evs,
+                            saveat=ctx.saveat(name), progress=trainer.Progress(ctx.progress, desc, log),
+                            layout=trainer.Layout(max_chunk=spe))  # fmt: skip
+        log({"step": epochs * spe, **res.final})
+        trainer.report_failures("worst-group", res.failed_at, [lab for lab in labels for _ in range(S)])
+        recs = [*(h for h in res.history if h["step"] > 0), res.final]
         check(len(recs) == epochs, f"expected {epochs} evaluations, got {len(recs)}")
+        final_vars = evaluators.variables_of(res.state)
+        if params0 is None:
+            params0 = jax.tree_util.tree_map(lambda a: np.asarray(a)[:S], res.params0)
         for j, i in enumerate(members):
-            sl = slice(j * len(seeds), (j + 1) * len(seeds))
-            cands[i]["curves"] = {k: np.stack([np.asarray(r[k])[sl] for r in recs]) for k in res.final}
-            cands[i]["failed"] = int(np.sum(res.failed_at[sl] >= 0))
-            if cands[i]["method"] == "erm":
-                cands[i]["variables"] = jax.tree_util.tree_map(lambda a, sl=sl: np.asarray(a)[sl],
-                                                               core.variables_of(res.state))  # fmt: skip
-    return cands
+            sl = slice(j * S, (j + 1) * S)
+            cands[i].curves = {k: np.stack([np.asarray(r[k])[sl] for r in recs]) for k in res.final}
+            cands[i].failed = int(np.sum(res.failed_at[sl] >= 0))
+            variables[i] = jax.tree_util.tree_map(lambda a, sl=sl: np.asarray(a)[sl], final_vars)
+    return variables, params0
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Selection and DFR
+# Post-hoc rows and selection
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def select_epochs(curves: dict[str, np.ndarray], rule: str) -> np.ndarray:
-    """Per seed, the epoch index (0-based into the curves) maximising the rule's validation metric."""
-    check(rule in RULES, f"unknown selection rule {rule!r}; choose {', '.join(RULES)}")
-    key = "val_worst" if rule == "val_worst" else "val_avg"
-    return np.argmax(np.nan_to_num(curves[key], nan=-1.0), axis=0)
-
-
-def evaluate_candidate(cand: dict[str, Any], rule: str) -> dict[str, Any]:
-    """Per-seed test metrics at the selected epochs, and the validation score that ranks candidates."""
-    c = cand["curves"]
-    ep = select_epochs(c, rule)
-    s = np.arange(ep.size)
-    pick = {k: c[k][ep, s] for k in c}
-    score = pick["val_worst" if rule == "val_worst" else "val_avg"]
-    return {"epochs": (ep + 1).tolist(), "val_score": float(np.mean(score)),
-            "test_avg": pick["test_avg"], "test_worst": pick["test_worst"],
-            "test_groups": np.stack([pick[f"test_g{k}"] for k in range(core.N_GROUPS)], 1)}  # fmt: skip
-
-
-def _standardise(train_nd, *others):
-    mu, sd = train_nd.mean(0), train_nd.std(0) + 1e-6
-    return [(a - mu) / sd for a in (train_nd, *others)]
-
-
-def dfr(cfg, arch, data, erm_variables, seeds) -> dict[str, dict[str, Any]]:
-    """DFR (Kirichenko et al. 2023, the ``DFR^Tr_Val`` protocol with an L2 penalty), for both selection rules at
-    once: per ERM seed, the penultimate features of validation and test; l2 tuned by fitting on a group-balanced
-    subsample of one half of validation and scoring the other half (worst-group accuracy for ``val_worst``, average
-    for ``val_avg``); then ``n_refits`` balanced subsamples of the whole validation set are fitted with the chosen l2
-    and their weights averaged; test per-group accuracy of that last layer. Returns ``{rule: results}``."""
-    d = cfg.methods.dfr
-    feat = core.features_fn(arch, int(cfg.eval.chunk))
-    v, te = data.val, data.test
-    out = {rule: {"test_avg": [], "test_worst": [], "test_groups": [], "l2": []} for rule in RULES}
-    for s in range(len(seeds)):
-        variables = core.restart(erm_variables, s)
-        fv, ft = np.asarray(feat(variables, v.x)), np.asarray(feat(variables, te.x))
-        fv, ft = _standardise(fv, ft)
-        key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed) + 7919), s)
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), len(v.y)))
-        a, b = perm[: len(perm) // 2], perm[len(perm) // 2 :]
-        scores = {rule: [] for rule in RULES}
-        for j, l2 in enumerate(d.l2):
-            sub = group_methods.group_balanced_indices(v.g[a], core.N_GROUPS, jax.random.fold_in(key, 1 + j))
-            w, c = group_methods.fit_last_layer(fv[a[sub]], v.y[a[sub]], l2=float(l2))
-            _, avg, worst = core.group_accuracy(jnp.asarray(fv[b]) @ w + c, v.y[b], v.g[b])
-            scores["val_worst"].append(float(worst))
-            scores["val_avg"].append(float(avg))
-        refit: dict[float, tuple] = {}  # chosen l2 → test metrics (both rules often choose the same)
-        for rule in RULES:
-            l2 = float(d.l2[int(np.argmax(scores[rule]))])
-            if l2 not in refit:
-                ws, cs = [], []
-                for r in range(int(d.n_refits)):
-                    idx = group_methods.group_balanced_indices(
-                        v.g, core.N_GROUPS, jax.random.fold_in(key, 1000 + r)
-                    )
-                    w, c = group_methods.fit_last_layer(fv[idx], v.y[idx], l2=l2)
-                    ws.append(np.asarray(w))
-                    cs.append(float(c))
-                refit[l2] = core.group_accuracy(jnp.asarray(ft) @ np.mean(ws, 0) + np.mean(cs), te.y, te.g)
-            acc_g, avg, worst = refit[l2]
-            o = out[rule]
-            o["test_avg"].append(float(avg))
-            o["test_worst"].append(float(worst))
-            o["test_groups"].append(np.asarray(acc_g))
-            o["l2"].append(l2)
-    return {rule: {k: np.asarray(val) for k, val in o.items()} for rule, o in out.items()}
 
 
 def method_summary(test_avg, test_worst, test_groups, **extra) -> dict[str, Any]:
@@ -230,31 +276,80 @@ def method_summary(test_avg, test_worst, test_groups, **extra) -> dict[str, Any]
             **extra}  # fmt: skip
 
 
-def summarise(cfg, arch, data, cands, seeds, with_dfr: bool = True) -> dict[str, Any]:
-    """``methods`` (primary rule) and ``by_rule`` (both rules), plus every candidate's validation scores."""
+def posthoc_rows(ctx: Context, cands: list[Candidate], variables: list[Any]) -> dict[str, dict[str, Any]]:
+    """Every post-hoc candidate, fitted on the final networks of its source row: ``{label: {rule: per-seed
+    results}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    d, G, chunk = ctx.data, ctx.data.n_groups, int(ctx.cfg.eval.chunk)
+    feats: dict[tuple, dict] = {}
+    for c in cands:
+        if c.schedule:
+            continue
+        src = next(i for i, cc in enumerate(cands) if cc.row == c.source)
+        per_seed = []
+        if c.method == "threshold":
+            z = {
+                sp: posthoc.restart_logits(ctx.model, variables[src], d.split(sp).x, chunk)
+                for sp in ("val", "test")
+            }
+            for s in range(len(ctx.keys)):
+                v, t = d.val, d.test
+                per_seed.append(posthoc.threshold_shift(z["val"][s], v.y, v.group, z["test"][s], t.y, t.group,
+                                                        n_groups=G))  # fmt: skip
+        for s in range(len(ctx.keys) if c.method == "dfr" else 0):
+            v = posthoc.restart(variables[src], s)
+            if c.method == "dfr":
+                key = (src, s, c.hp["penalty"] == "l1")
+                if key not in feats:
+                    splits = ("train", "val", "test") if key[2] else ("val", "test")
+                    feats[key] = {sp: posthoc.features(ctx.model, v, d.split(sp).x, chunk) for sp in splits}
+                dkey = jax.random.fold_in(jax.random.PRNGKey(int(ctx.cfg.seed) + 7919), s)
+                splits = {sp: d.split(sp) for sp in ("val", "test")}
+                per_seed.append(posthoc.dfr(feats[key], splits, c.hp, n_groups=G, key=dkey))
+        out[c.label] = {rule: {"test_avg": [r[rule]["scores"]["avg"] for r in per_seed],
+                               "test_worst": [r[rule]["scores"]["worst"] for r in per_seed],
+                               "test_groups": [r[rule]["scores"]["groups"] for r in per_seed],
+                               "hyper": [r[rule]["hyper"] for r in per_seed],
+                               "tuning": [r[rule].get("tuning") for r in per_seed]} for rule in RULES}  # fmt: skip
+    return out
+
+
+def _posthoc_listing(c: Candidate, r: dict[str, Any]) -> list[dict[str, Any]]:
+    """A post-hoc row's tried values and their mean held-out validation score (DFR's penalty grid), or the values
+    chosen per seed (the threshold, searched over every cut)."""
+    if c.method == "dfr":
+        key = "c" if c.hp["penalty"] == "l1" else "l2"
+        scores = np.mean(np.asarray(r["tuning"], float), axis=0)
+        return [
+            {key: float(v), "val_score": round(float(sc), 4)} for v, sc in zip(c.hp[key], scores, strict=True)
+        ]
+    return [{**h, "seed": s} for s, h in enumerate(r["hyper"])]
+
+
+def summarise(cands: list[Candidate], post: dict[str, dict[str, Any]], n_groups: int) -> dict[str, Any]:
+    """``{rule: {row: summary}}``: per row the candidate with the best mean validation score under the rule (per
+    seed the epoch the rule picks), its test numbers, and every candidate it was chosen from."""
     by_rule: dict[str, dict[str, Any]] = {}
-    dfr_results = None
-    if with_dfr and cfg.methods.dfr.enabled:
-        erm = next(c for c in cands if c["method"] == "erm")
-        dfr_results = dfr(cfg, arch, data, erm["variables"], seeds)
     for rule in RULES:
         block = {}
-        for m in METHODS[:-1]:
-            mine = [c for c in cands if c["method"] == m]
-            if not mine:
+        for row in dict.fromkeys(c.row for c in cands):
+            mine = [c for c in cands if c.row == row]
+            if not mine[0].schedule:
+                c = mine[0]
+                r = post[c.label][rule]
+                block[row] = method_summary(r["test_avg"], r["test_worst"], r["test_groups"], method=c.method,
+                                            hyper={**c.hyper, "chosen": r["hyper"]}, label=c.label, rule=rule,
+                                            source=c.source, candidates=_posthoc_listing(c, r))  # fmt: skip
                 continue
-            ev = [evaluate_candidate(c, rule) for c in mine]
-            best = int(np.argmax([e["val_score"] for e in ev]))
-            e, c = ev[best], mine[best]
-            scores = {cc["label"]: round(ee["val_score"], 4) for cc, ee in zip(mine, ev, strict=True)}
-            block[m] = method_summary(e["test_avg"], e["test_worst"], e["test_groups"], hyper=c["hyper"],
-                                      label=c["label"], epochs_selected=e["epochs"], val_score=e["val_score"],
-                                      candidates=scores)  # fmt: skip
-        if dfr_results is not None:
-            r = dfr_results[rule]
-            block["dfr"] = method_summary(r["test_avg"], r["test_worst"], r["test_groups"],
-                                          hyper={"l2": r["l2"].tolist(), "n_refits": int(cfg.methods.dfr.n_refits)},
-                                          label="DFR (ERM features, last layer on balanced validation)")  # fmt: skip
+            ev = [selection.at_selected(c.curves, rule, n_groups) for c in mine]
+            k = selection.best([e["val_score"] for e in ev])
+            e, c = ev[k], mine[k]
+            listing = [{"label": cc.label, "hyper": cc.hyper, "val_score": round(ee["val_score"], 4),
+                        "test_avg_mean": float(np.mean(ee["test_avg"])),
+                        "test_worst_mean": float(np.mean(ee["test_worst"]))} for cc, ee in zip(mine, ev, strict=True)]  # fmt: skip
+            block[row] = method_summary(e["test_avg"], e["test_worst"], e["test_groups"], method=c.method,
+                                        hyper=c.hyper, label=c.label, rule=rule, epochs_selected=e["epochs"],
+                                        val_score=e["val_score"], candidates=listing, failed=c.failed)  # fmt: skip
         by_rule[rule] = block
     return by_rule
 
@@ -270,7 +365,7 @@ def table_rows(summary: dict[str, Any], rule: str) -> list[dict[str, str]]:
     for m, r in summary["by_rule"][rule].items():
         paper = PAPER_TABLE3.get(m)
         rows.append({
-            "method": r["label"],
+            "method": r["label"], "chosen by": rule,
             "average": format_mean_std(r["avg_acc_mean"], r["avg_acc_std"]),
             "worst group": format_mean_std(r["worst_group_acc_mean"], r["worst_group_acc_std"]),
             **{f"g{k}: {names[k]}": f"{100 * v:.1f}" for k, v in enumerate(r["per_group"])},
@@ -279,64 +374,136 @@ def table_rows(summary: dict[str, Any], rule: str) -> list[dict[str, str]]:
     return rows
 
 
+def _calibration(cfg, run_dir, progress) -> tuple[list[dict[str, Any]], str]:
+    """The ρ calibration: trained in this run (``calibration.run``) or the table recorded in the config."""
+    from gs_jax.experiments import worst_group_analysis as analysis
+
+    if cfg.calibration.run:
+        return analysis.calibrate(cfg, run_dir, progress), f"this run ({run_dir.path.name})"
+    keys = ("rho", "erm_worst_group_acc_mean", "erm_avg_acc_mean")
+    rows = [{**dict(zip(keys, r[:3], strict=True)), "layout": "symmetric" if r[0] is not None else "celeba",
+             "per_group": list(r[3:])} for r in cfg.calibration.measured]  # fmt: skip
+    return rows, f"recorded in configs/worst_group.py from {cfg.calibration.measured_in or '-'}"
+
+
 def run_worst_group(cfg, run_dir, progress=None) -> dict[str, Any]:
-    """The whole experiment (``make worst-group``): training, selection, DFR, summary.json, table, figures."""
+    """The whole experiment (``make worst-group``): the ρ calibration (trained or recorded), training, post-hoc
+    rows, selection, the monitor's responses, summary.json, table, figures."""
+    from gs_jax.experiments import worst_group_analysis as analysis
     from gs_jax.plotting import worst_group as plots
 
     t_start = time.perf_counter()
-    unknown = set(cfg.methods.enabled) - set(METHODS)
-    check(
-        not unknown, f"unknown methods {sorted(unknown)} in methods.enabled; choose from {', '.join(METHODS)}"
-    )
-    data = core.load_data(cfg, progress=progress)
-    arch = core.Arch(cfg.net.name, tuple(cfg.net.stage_sizes), int(cfg.net.width), cfg.data.dataset == "celeba",
-                     str(cfg.net.pretrained))  # fmt: skip
-    seeds = list(range(int(cfg.seeds)))
-    check(seeds, "seeds must be >= 1")
-    tdata = core.task_data(data)
-    enabled = set(cfg.methods.enabled)
-    check("erm" in enabled, "methods.enabled must include erm (the baseline, and DFR's feature extractor)")
-    summary: dict[str, Any] = {
+    validate(cfg)
+    cands = candidates(cfg, groups.static_info(cfg.data))  # refusals before the data are loaded
+    symmetric = cfg.data.dataset == "dominoes" and cfg.data.layout == "symmetric"
+    summary: dict[str, Any] = {"variant": cfg.variant, "rho": float(cfg.data.rho) if symmetric else None,
+                               "layout": cfg.data.layout if cfg.data.dataset == "dominoes" else None}  # fmt: skip
+    wall: dict[str, float] = {}
+    t0 = time.perf_counter()
+    calib, summary["rho_calibration_source"] = _calibration(cfg, run_dir, progress)
+    summary["rho_calibration"] = calib
+    wall["calibration"] = round(time.perf_counter() - t0, 1)
+    if calib:
+        run_dir.save_figure(plots.rho_calibration(calib), "rho_calibration")
+    if cfg.calibration.only:
+        summary["in_regime"] = analysis.in_regime(calib)
+        run_dir.write_text("table.md", calibration_table(calib))
+        print(calibration_table(calib))
+        summary["wall_s"] = {**wall, "total": round(time.perf_counter() - t_start, 1)}
+        run_dir.write_summary(summary)
+        return summary
+    data = groups.load(cfg.data, progress=progress)
+    check(len(data.train.y) >= int(cfg.train.batch_size),
+          f"train.batch_size {cfg.train.batch_size} is larger than the training set ({len(data.train.y)})")  # fmt: skip
+    ctx = Context(cfg, build_model(cfg), data, data.trainer_data(), data.info(), seed_keys(cfg, int(cfg.seeds)),
+                  run_dir, progress)  # fmt: skip
+    summary.update({
         "data": data.name, "description": data.description, "group_names": list(data.group_names),
-        "group_counts": {s: getattr(data, s).group_counts.tolist() for s in ("train", "val", "test")},
-        "seeds": seeds, "selection": "val_worst (primary); val_avg in by_rule", "net": cfg.net.name,
-    }  # fmt: skip
-    jtt_errors = None
-    if "jtt" in enabled:
+        "group_counts": data.group_counts(), "seeds": list(range(int(cfg.seeds))), "net": cfg.net.name,
+        "selection": f"{RULES[0]} (primary, in 'methods'); every rule in by_rule: "
+                     + "; ".join(f"{k}: {v}" for k, v in selection.RULES.items()),
+    })  # fmt: skip
+    errors, summary["jtt_identification"] = jtt_stage_one(ctx, cands)
+    for name, v in summary["jtt_identification"].items():
+        wall[name] = v.pop("wall_s")
+    t0 = time.perf_counter()
+    variables, params0 = train_programs(ctx, cands, errors)
+    wall["train"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    post = posthoc_rows(ctx, cands, variables)
+    wall["posthoc"] = round(time.perf_counter() - t0, 1)
+    summary["by_rule"] = summarise(cands, post, data.n_groups)
+    summary["methods"] = summary["by_rule"][RULES[0]]
+    if cfg.responses.enabled and cfg.net.name == "lenet" and params0 is not None:
         t0 = time.perf_counter()
-        jtt_errors, summary["jtt_identification"] = jtt_identify(cfg, arch, data, tdata, seeds, progress)
-        summary["jtt_identification"]["wall_s"] = round(time.perf_counter() - t0, 1)
-    cands = [c for c in candidates(cfg, len(data.train.y), jtt_errors) if c["method"] in enabled]
-
-    def log(record):
-        run_dir.log_metrics({"step": record["step"], **{k: float(np.nanmean(v)) for k, v in record.items()
-                                                        if k != "step"}})  # fmt: skip
-
-    t0 = time.perf_counter()
-    cands = train_candidates(cfg, arch, data, tdata, cands, seeds, progress=progress, on_eval=log)
-    summary["train_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    summary["by_rule"] = summarise(cfg, arch, data, cands, seeds, with_dfr="dfr" in enabled)
-    summary["dfr_s"] = round(time.perf_counter() - t0, 1)
-    summary["methods"] = summary["by_rule"]["val_worst"]
-    np.savez(
-        run_dir.file("curves.npz"), **{f"{c['label']}|{k}": v for c in cands for k, v in c["curves"].items()}
-    )
-    summary["wall_s_total"] = round(time.perf_counter() - t_start, 1)
+        summary["responses"] = analysis.responses(ctx, cands, variables, params0, summary["by_rule"])
+        wall["responses"] = round(time.perf_counter() - t0, 1)
+    np.savez(run_dir.file("curves.npz"), **{f"{c.label}|{k}": v for c in cands for k, v in c.curves.items()})
+    report(summary, cands, data, run_dir, int(cfg.seeds))
+    wall["total"] = round(time.perf_counter() - t_start, 1)
+    summary["wall_s"] = wall
     run_dir.write_summary(summary)
+    print(f"[gs-jax] worst-group: {wall['total']:.1f} s -> {run_dir.path}", file=sys.stderr)
+    return summary
+
+
+def calibration_table(rows: list[dict[str, Any]]) -> str:
+    out = [{"layout": r["layout"], "ρ": "-" if r["rho"] is None else f"{r['rho']:g}",
+            "ERM worst group": f"{100 * r['erm_worst_group_acc_mean']:.1f}"
+                               + (f" ± {100 * r['erm_worst_group_acc_std']:.1f}" if "erm_worst_group_acc_std" in r else ""),
+            "ERM average": f"{100 * r['erm_avg_acc_mean']:.1f}",
+            "per group g0..g3": " / ".join(f"{100 * v:.1f}" for v in r["per_group"]),
+            "train groups": str(r.get("train_group_counts", "-"))} for r in rows]  # fmt: skip
+    return markdown_table(out, "ERM against the shortcut's strength ρ (test %, epochs chosen by val_worst)")
+
+
+def report(summary: dict[str, Any], cands: list[Candidate], data, run_dir, seeds: int) -> None:
+    """table.md (every rule, the candidates, the responses) and the figures."""
+    from gs_jax.plotting import worst_group as plots
 
     text = ""
     for rule in RULES:
-        title = (f"Table 3 analogue — {data.name}, test accuracy (mean ± std over {len(seeds)} seeds, %), "
-                 f"selection {rule}")  # fmt: skip
+        title = (f"Table 3 analogue — {data.name}, test accuracy (mean ± std over {seeds} seeds, %), "
+                 f"chosen by {rule}: {selection.RULES[rule]}")  # fmt: skip
         text += markdown_table(table_rows(summary, rule), title) + "\n"
+    text += candidates_table(summary) + "\n"
+    if "responses" in summary:
+        text += responses_table(summary["responses"]) + "\n"
+    if summary.get("rho_calibration"):
+        text += calibration_table(summary["rho_calibration"]) + f"({summary['rho_calibration_source']})\n\n"
     text += f"data: {data.description}\ngroup counts: {summary['group_counts']}\n"
     print(text)
     run_dir.write_text("table.md", text)
-    chosen = {m: next(c for c in cands if c["label"] == r["label"]) for m, r in summary["methods"].items()
-              if m != "dfr"}  # fmt: skip
-    run_dir.save_figure(plots.group_curves({m: c["curves"] for m, c in chosen.items()}, data.group_names,
-                                           data.name), "group_curves")  # fmt: skip
-    run_dir.save_figure(plots.bars(summary["methods"], PAPER_TABLE3, data.name), "worst_group_bars")
-    print(f"[gs-jax] worst-group: {summary['wall_s_total']:.1f} s -> {run_dir.path}", file=sys.stderr)
-    return summary
+    chosen = {m: next(c for c in cands if c.label == r["label"]).curves for m, r in summary["methods"].items()
+              if "epochs_selected" in r}  # fmt: skip
+    run_dir.save_figure(plots.group_curves(chosen, data.group_names, data.name), "group_curves")
+    run_dir.save_figure(plots.bars(summary["by_rule"], data.group_names, PAPER_TABLE3, data.name),
+                        "worst_group_bars")  # fmt: skip
+    if "responses" in summary:
+        run_dir.save_figure(plots.responses(summary["responses"]), "responses")
+
+
+def candidates_table(summary: dict[str, Any]) -> str:
+    """Every candidate of every trained row under every rule: its mean validation score and test numbers."""
+    rows = []
+    for rule, block in summary["by_rule"].items():
+        for m, r in block.items():
+            for c in r.get("candidates", []):
+                if "label" not in c:
+                    continue
+                rows.append({"rule": rule, "row": m, "candidate": c["label"], "val score": f"{100 * c['val_score']:.1f}",
+                             "test avg": f"{100 * c['test_avg_mean']:.1f}",
+                             "test worst": f"{100 * c['test_worst_mean']:.1f}",
+                             "chosen": "✓" if c["label"] == r["label"] else ""})  # fmt: skip
+    return markdown_table(rows, "Every trained candidate (mean over seeds, %; the rule's epoch per seed)")
+
+
+def responses_table(resp: dict[str, Any]) -> str:
+    feats = resp["features"]
+    rows = [{"row": m, "candidate": r["label"], "z digit": f"{r['z_digit_mean']:.2f} ± {r['z_digit_std']:.2f}",
+             "z item": f"{r['z_item_mean']:.2f} ± {r['z_item_std']:.2f}",
+             "item share": f"{r['item_share_mean']:.2f}"} for m, r in resp["rows"].items()]  # fmt: skip
+    desc = "; ".join(f"seed {s}: digit = feature {f['digit']['index']} (cos {f['digit']['corr']:.2f}), item = "
+                     f"feature {f['item']['index']} (cos {f['item']['corr']:.2f})" for s, f in enumerate(feats))  # fmt: skip
+    return markdown_table(rows, "The monitor's responses z = UᵀY(ŷ − ŷ₀) of the final networks (val_worst rows) to "
+                                f"the digit and the item features ({resp['probe']}); {desc}")  # fmt: skip

@@ -176,13 +176,27 @@ def build(name: str, *, input_norm: str = "", **kwargs) -> Model:
     return Model(name, options, input_norm)
 
 
+@functools.cache
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+    """The arrays of a converted torchvision checkpoint (an ``.npz`` of its state dict; README, "CelebA"), read once
+    per path; a missing or unreadable file is a one-line error."""
+    from pathlib import Path
+
+    check(Path(path).is_file(), f"net.pretrained: no file '{path}'; convert torchvision's weights (README)")
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as err:  # a truncated or foreign file
+        raise GsJaxError(f"net.pretrained: '{path}' is not a readable .npz of a state dict ({err})") from err
+
+
 def param_count(variables) -> int:
     """Number of trained parameters in ``variables["params"]``."""
     return int(sum(np.size(a) for a in jax.tree_util.tree_leaves(variables["params"])))
 
 
 __all__ = [
-    "ARCHS", "INPUT_NORMS", "IMAGENET_MEAN", "IMAGENET_STD", "Model", "build", "param_count",
+    "ARCHS", "INPUT_NORMS", "IMAGENET_MEAN", "IMAGENET_STD", "Model", "build", "param_count", "read_state_dict",
     "CmnistMLP", "Linear", "MoonsMLP", "TorchDense", "TorchBatchNorm", "LeNetFig2", "lenet_fig2_apply",
     "lenet_fig2_features", "VGG", "PreActBlock", "PreActResNet", "Bottleneck", "ResNet", "load_torchvision_resnet",
 ]  # fmt: skip
