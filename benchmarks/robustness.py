@@ -2,8 +2,8 @@
 
     python benchmarks/robustness.py [--restarts 5] [--steps 60] [--batch 128] [--attack-n 1000] [--peak-gflops G]
 
-Training: ``restarts`` vmapped restarts of the Table 1 task (CE + λ·mean ŷ², SGD momentum, device-side minibatches)
-on the generic trainer, ``steps`` steps in one compiled chunk (compile timed apart). Attack: L∞ PGD, 10 steps, random
+Training: ``restarts`` vmapped restarts of the Table 1 task (the registry's ``sd``, CE + λ·mean ŷ², SGD momentum, the
+``epochs`` sampler; ``supervised.make_task``) on the generic trainer, ``steps`` steps in one compiled chunk (compile timed apart). Attack: L∞ PGD, 10 steps, random
 start (the authors' Table 1 attack) on ``attack-n`` images for every restart. Images/s count every restart's images.
 The FLOP-based limit is the analytic matmul FLOP count (im2col convolutions and dense layers; training = 3 × the
 forward pass, a PGD step = 2 × the forward pass) divided by the float32 matmul peak measured in the same run (best of
@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gs_jax import trainer
-from gs_jax.experiments import robustness_core as rc
+from gs_jax import evaluators, models, optim, supervised, trainer
+from gs_jax.experiments import robustness_table
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -56,11 +56,15 @@ def main(argv=None) -> int:
     n = args.batch * args.steps
     x = rng.random((n, 28, 28, 1), dtype=np.float32)
     y = (np.arange(n) % 10).astype(np.int32)
-    arch = rc.Arch("lenet", 10)
-    task = rc.make_task(arch, rc.Opt(0.05, 0.9, False, 0.0, args.batch, args.steps))
+    model = models.build("lenet", num_outputs=10)
+    spec = supervised.Spec(model, (("sd", ()),), optim.spec(name="sgd", lr=0.05, momentum=0.9),
+                           supervised.data_info(y, n_outputs=10), sampler="epochs", batch_size=args.batch,
+                           steps_per_epoch=args.steps)  # fmt: skip
+    task = supervised.make_task(spec)
     keys = jax.random.split(jax.random.PRNGKey(0), args.restarts)
-    lam = {"lam": np.full(args.restarts, 0.01, np.float32)}
-    kw = dict(steps=args.steps, data_per_restart=False, algo_state=lam, max_chunk=args.steps)
+    algo = supervised.stack([supervised.restart_state(spec, "sd", {"lam": 0.01})] * args.restarts)
+    kw = dict(steps=args.steps, data_per_restart=False, init=trainer.Init(algo_state=algo),
+              layout=trainer.Layout(max_chunk=args.steps))  # fmt: skip
     t0 = time.perf_counter()
     trainer.train(task, {"x": x, "y": y}, keys, **kw)
     first = time.perf_counter() - t0
@@ -70,9 +74,9 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
     train_imgs = args.restarts * args.steps * args.batch
 
-    v = rc.variables_of(res.state)
+    v = evaluators.variables_of(res.state)
     xa, ya = x[: args.attack_n], y[: args.attack_n]
-    pgd = rc.pgd_accuracy_fn(arch, 10, 0.1, (0.0, 1.0), 250)
+    pgd = robustness_table.pgd_fn(model, 10, 0.1, (0.0, 1.0), 250)
     jax.block_until_ready(pgd(v, xa, ya, 5 / 255, jax.random.PRNGKey(1)))
     t0 = time.perf_counter()
     jax.block_until_ready(pgd(v, xa, ya, 5 / 255, jax.random.PRNGKey(1)))

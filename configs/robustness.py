@@ -2,6 +2,7 @@
 L∞ perturbation that flips a test prediction, ERM vs SD).
 
 Command:   make robustness                       (Fashion-MNIST at full size: Table 1 and Fig. 2 analogues)
+           make robustness ARGS="--resume NAME"  (continue an interrupted run from its checkpoints)
            make robustness ARGS="--config configs/robustness.py:cifar10 --config.data.dir=DIR"   (a GPU)
            make robustness ARGS="--config.table.restarts=2 --config.table.epochs=1"              (quick look)
 Variants:  cifar2, cifar10, cifar100 (the paper's protocols, SPEC §5.1; they need the CIFAR files: `make data-cifar`
@@ -39,27 +40,16 @@ Budget: the default run is sized for < 30 min on 2 idle CPU cores (about 2.2 M t
 
 import ml_collections
 
-PAPER_TABLE1 = {  # SPEC §5 (Table 1, 10 runs; train / clean test / PGD test, %)
-    "cifar2": {"erm": (100.0, 95.2, 42.3), "sd": (100.0, 95.3, 69.7)},
-    "cifar10": {"erm": (99.9, 92.8, 30.1), "sd": (99.9, 92.9, 67.7)},
-    "cifar100": {"erm": (99.7, 69.2, 14.3), "sd": (99.7, 70.5, 24.9)},
-}
-CIFAR_MEAN = (
-    0.4914,
-    0.4822,
-    0.4465,
-)  # per-channel normalisation of the Table 1 code (CIFAR-10 stats, SPEC §5.1)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
 VARIANTS = ("small", "cifar2", "cifar10", "cifar100", "cifar2_small", "cifar10_small", "cifar100_small")
 
 
 def _net(**kw):
     base = dict(
-        name="lenet",  # "lenet" (models.LeNetFig2), "vgg" (models.VGG, 16-BN), "preact" (models.PreActResNet)
+        name="lenet",  # "lenet" (the Fig. 2 LeNet), "vgg" (VGG-16-BN), "preact" (PreAct-ResNet): models.build names
         width=1.0,  # VGG channel multiplier (1.0 = the paper's)
         depth=110,  # PreAct-ResNet depth (110 = the paper's CIFAR-100 net)
         base_channels=16,  # PreAct-ResNet base width (upstream default)
-        normalize=False,  # feed (x − mean)/std to the net; the attack still works on raw pixels
+        input_norm="",  # "cifar10": (x − mean)/std inside the net (the Table 1 code); the attack works on pixels
     )
     base.update(kw)
     return ml_collections.ConfigDict(base)
@@ -69,13 +59,27 @@ def get_config(arg=None):
     if arg not in (None, *VARIANTS):
         raise ValueError(f"unknown variant {arg!r}; choose from {', '.join(VARIANTS)}")
     cfg = ml_collections.ConfigDict()
-    cfg.seed = 0  # root of the JAX keys (restart s of every λ uses key fold_in(PRNGKey(seed), s))
+    cfg.seed = 0  # root of the JAX keys (seed s of every method uses key fold_in(PRNGKey(seed), s))
+    cfg.checkpoint_every_s = (
+        60.0  # seconds between checkpoints of a training program (--resume continues there)
+    )
     cfg.data = ml_collections.ConfigDict()
     cfg.data.dataset = "fashion-mnist"  # "fashion-mnist", "cifar2", "cifar10", "cifar100"
     cfg.data.dir = ""  # "" = GS_DATA_DIR, else Debian's /usr/share/datasets/fashion-mnist (CIFAR: required)
     cfg.data.verify = True  # checksums of the official files (False for generated test files)
     cfg.data.max_train = 0  # > 0 keeps the first max_train training images (quick looks, tests)
     cfg.data.max_test = 0  # > 0 keeps the first max_test test images
+
+    # the methods of the Table 1 part: names of the registry (gs_jax.algorithms); a tuple value is a grid
+    cfg.methods = ml_collections.ConfigDict()
+    cfg.methods.enabled = ("erm", "sd")  # erm is the reference row (λ selection compares with its accuracy)
+    cfg.methods.sd = ml_collections.ConfigDict()
+    cfg.methods.sd.lam = (0.01, 0.03, 0.1)  # SD candidates (λ · mean ŷ², the Table 1 code's form, SPEC §5.1)
+    cfg.methods.logit_adjust = ml_collections.ConfigDict()
+    cfg.methods.logit_adjust.tau = 1.0  # Menon et al. 2021's τ = 1
+    cfg.methods.jtt = ml_collections.ConfigDict()
+    cfg.methods.jtt.lambda_up = 20.0  # JTT λ_up (the registry default; SPEC §5c: 50 on CelebA)
+    cfg.methods.jtt.identify_epochs = 1  # JTT's T: epochs of the identification ERM (Liu et al. 2021, CelebA)
 
     # (a) Table 1 analogue
     cfg.table = ml_collections.ConfigDict()
@@ -84,13 +88,10 @@ def get_config(arg=None):
     cfg.table.pixel_range = (0.0, 1.0)  # the net's input scale (the attack's ε is in [0, 1] pixel units)
     cfg.table.n_val = 5000  # validation images held out of the training set (RandomState(0) permutation)
     cfg.table.net = _net(name="lenet")
-    cfg.table.restarts = 5  # seeds per λ (the paper: 10 runs)
-    cfg.table.lambdas = (
-        0.01,
-        0.03,
-        0.1,
-    )  # SD candidates (λ · mean ŷ², the Table 1 code's form); ERM always runs
-    cfg.table.select = "val_pgd_within_1pt"  # or "fixed": the first λ (the paper's protocol, no validation)
+    cfg.table.restarts = 5  # seeds per method setting (the paper: 10 runs)
+    cfg.table.select = (
+        "val_pgd_within_1pt"  # or "fixed": a grid's first setting (the paper: one λ, no validation)
+    )
     cfg.table.select_tolerance = 0.01  # clean validation accuracy may be at most 1 point below ERM's
     cfg.table.epochs = 2
     cfg.table.batch_size = 128
@@ -102,7 +103,9 @@ def get_config(arg=None):
     cfg.table.augment = False  # random crop (pad 4) + horizontal flip, on the device
     cfg.table.n_train_eval = 10000  # training accuracy on the first n training images
     cfg.table.n_val_pgd = 1000  # validation images attacked for the λ selection
-    cfg.table.n_test_pgd = 2000  # test images attacked (first n; clean accuracy uses the whole test set)
+    cfg.table.n_test_pgd = (
+        2000  # test images attacked (first n; 0 = all; clean accuracy uses the whole test set)
+    )
     cfg.table.eval_chunk = 250  # images per evaluation chunk (memory)
     cfg.table.eval_every_epochs = (
         0  # > 0: validation clean accuracy to metrics.jsonl every k epochs (0: none)
@@ -129,9 +132,7 @@ def get_config(arg=None):
     cfg.fig2.batch_size = 8  # the authors: 1 (too slow on 2 CPU cores, see the docstring)
     cfg.fig2.lr = 1e-3  # SGD lr 1e-3, momentum 0.9 (Figure_2/main.py)
     cfg.fig2.momentum = 0.9
-    cfg.fig2.sd_coef = (
-        0.1  # CE + 0.1 · Σ_c ŷ_c² (Figure_2 sd_coef), i.e. λ = 0.1 · k on the mean over classes
-    )
+    cfg.fig2.sd_coef = 0.1  # CE + 0.1 · Σ_c ŷ_c² (Figure_2 sd_coef), i.e. the registry's sd with λ = 0.1 · k
     cfg.fig2.n_points = 500  # test images whose margin is searched (first n)
     cfg.fig2.eps_max = (
         1.0  # attacks.FIG2_MARGIN: bisection on [0, 1] to tol 1e-3, 40 PGD steps, no random start
@@ -140,8 +141,8 @@ def get_config(arg=None):
     cfg.fig2.steps = 40
 
     if arg in ("small", "cifar2_small", "cifar10_small", "cifar100_small"):
-        cfg.table.restarts = 2
-        cfg.table.lambdas = (0.01, 0.1)
+        cfg.table.restarts = 2  # seconds-sized runs for tests
+        cfg.methods.sd.lam = (0.01, 0.1)
         cfg.table.epochs = 1
         cfg.table.batch_size = 16
         cfg.table.n_val = 40
@@ -165,9 +166,9 @@ def get_config(arg=None):
         cfg.table.classes = (0, 7)
         cfg.table.pixel_range = (-1.0, 1.0)
         cfg.table.n_val = 0
-        cfg.table.lambdas = (0.01,)
+        cfg.methods.sd.lam = (0.01,)
         cfg.table.select = "fixed"
-        cfg.table.restarts = 10 if arg == "cifar2" else 2
+        cfg.table.restarts = 10 if arg == "cifar2" else 2  # the paper: 10 runs
         cfg.fig2.classes = (0, 7)
         if arg == "cifar2":
             cfg.table.epochs = 40  # Figure_2/main.py: 40 epochs, batch 1, SGD 1e-3 m 0.9
@@ -183,8 +184,8 @@ def get_config(arg=None):
         cfg.data.dataset = "cifar10" if ten else "cifar100"
         cfg.table.n_val = 0
         cfg.table.select = "fixed"
-        cfg.table.lambdas = (0.01,) if ten else (0.05,)  # run_SD.sh: 0.01 (CIFAR-10), 0.05 (CIFAR-100)
-        cfg.table.net = _net(name="vgg" if ten else "preact", normalize=True)
+        cfg.methods.sd.lam = (0.01,) if ten else (0.05,)  # run_SD.sh: 0.01 (CIFAR-10), 0.05 (CIFAR-100)
+        cfg.table.net = _net(name="vgg" if ten else "preact", input_norm="cifar10")  # CIFAR-10 stats for both
         cfg.table.lr = 0.1
         cfg.table.momentum = 0.9
         cfg.table.nesterov = True

@@ -21,7 +21,7 @@
 # perturbation that flips a prediction (the *margin*) grows, and so does accuracy under a PGD attack.
 #
 # Here: Fashion-MNIST pullover (2) vs coat (4), the Fig. 2 LeNet, inputs in [-1, 1]. ERM and SD are two restarts of
-# one vmapped program on the generic trainer (same initialisation, same batches). `make robustness` runs the full
+# one vmapped program (`supervised.make_task`) on the generic trainer (same initialisation, same batches). `make robustness` runs the full
 # protocol (Table 1 analogue with 5 seeds and a validated λ, Fig. 2 analogue on 500 test images).
 
 # %%
@@ -32,47 +32,56 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from gs_jax import attacks, trainer
+from gs_jax import attacks, evaluators, models, optim, supervised, trainer
 from gs_jax.config import load_config
-from gs_jax.experiments import robustness_core as rc
+from gs_jax.experiments import robustness_data as rd
+from gs_jax.experiments.robustness_fig2 import margins_of
 from gs_jax.plotting import robustness as plots
 
 SMALL = bool(os.environ.get("GS_SMALL"))
 cfg = load_config("configs/robustness.py")
 try:
-    raw = rc.load_raw(cfg)
+    raw = rd.load_raw(cfg.data)
 except (
     Exception
 ) as err:  # no Fashion-MNIST here (`make data-fashion`): random images keep the notebook running
     print("Fashion-MNIST not found, using random images:", err)
     rng = np.random.default_rng(0)
-    raw = ("random", (rng.integers(0, 256, (3000, 28, 28), dtype=np.uint8), np.arange(3000) % 10),
-           (rng.integers(0, 256, (500, 28, 28), dtype=np.uint8), np.arange(500) % 10))  # fmt: skip
-train, _, test, k = rc.part_splits(raw, (2, 4), (-1.0, 1.0), 0)
+    raw = rd.Raw("random", (rng.integers(0, 256, (3000, 28, 28), dtype=np.uint8), np.arange(3000) % 10),
+                 (rng.integers(0, 256, (500, 28, 28), dtype=np.uint8), np.arange(500) % 10))  # fmt: skip
+train, _, test, k = rd.part_splits(raw, (2, 4), (-1.0, 1.0), 0)
 N_TRAIN = 1024 if SMALL else 12000
-train = rc.Split(train.x[:N_TRAIN], train.y[:N_TRAIN])
-print(f"{raw[0]}: pullover vs coat, {len(train.y)} training and {len(test.y)} test images in [-1, 1]")
+train = rd.Split(train.x[:N_TRAIN], train.y[:N_TRAIN])
+print(f"{raw.name}: pullover vs coat, {len(train.y)} training and {len(test.y)} test images in [-1, 1]")
 
 # %% [markdown]
 # ## Train ERM and SD (two restarts of one program)
-# The SD coefficient 0.1 multiplies Σ_c ŷ_c² per example (the authors' Fig. 2 code); on the mean over the k = 2
-# logits that is λ = 0.2. SGD, momentum 0.9; a larger batch and learning rate than the authors' (1, 1e-3) so that
-# this runs in seconds.
+# The registry's methods `erm` and `sd` (CE + λ·mean ŷ²) on the platform's blocks: `models.build`, `optim`,
+# the `epochs` sampler, `supervised.make_task`. The authors' SD coefficient 0.1 multiplies Σ_c ŷ_c² per example
+# (Fig. 2 code); on the mean over the k = 2 logits that is λ = 0.2. SGD, momentum 0.9; a larger batch and learning
+# rate than the authors' (1, 1e-3) so that this runs in seconds (`make robustness` runs their protocol).
 
 # %%
 BATCH, EPOCHS, LR = 32, (2 if SMALL else 5), 0.01
-arch = rc.Arch("lenet", 2)
+model = models.build("lenet", num_outputs=2)
 spe = len(train.y) // BATCH
-task = rc.make_task(arch, rc.Opt(LR, 0.9, False, 0.0, BATCH, spe))
+spec = supervised.Spec(model, (("erm", ()), ("sd", ())), optim.spec(name="sgd", lr=LR, momentum=0.9),
+                       supervised.data_info(train.y, n_outputs=2), sampler="epochs", batch_size=BATCH,
+                       steps_per_epoch=spe)  # fmt: skip
+algo = supervised.stack(
+    [supervised.restart_state(spec, "erm"), supervised.restart_state(spec, "sd", {"lam": 0.2})]
+)
 key = jax.random.PRNGKey(1)
 result = trainer.train(
-    task, {"x": train.x, "y": train.y}, jnp.stack([key, key]), steps=EPOCHS * spe, data_per_restart=False,
-    algo_state={"lam": np.asarray([0.0, 0.2], np.float32)}, max_chunk=spe,
+    supervised.make_task(spec), {"x": train.x, "y": train.y}, jnp.stack([key, key]), steps=EPOCHS * spe,
+    data_per_restart=False, init=trainer.Init(algo_state=algo), layout=trainer.Layout(max_chunk=spe),
 )  # fmt: skip
-variables = rc.variables_of(result.state)
-hits = np.asarray(rc.correct_fn(arch, 250)(variables, test.x, test.y))
-for name, h in zip(("ERM", "SD"), hits, strict=True):
-    print(f"{name}: clean test accuracy {100 * h.mean():.1f} %")
+variables = evaluators.variables_of(result.state)
+for name, r in (("ERM", 0), ("SD", 1)):
+    v = jax.tree_util.tree_map(lambda a, r=r: a[r], variables)
+    print(
+        f"{name}: clean test accuracy {100 * float(jnp.mean(evaluators.correct(model, v, test.x, test.y, 250))):.1f} %"
+    )
 
 # %% [markdown]
 # ## Attack: PGD at ε = 5/255 of the pixel range (10/255 on [-1, 1]) and a few adversarial examples
@@ -80,7 +89,7 @@ for name, h in zip(("ERM", "SD"), hits, strict=True):
 # %%
 N_ATTACK = 200 if SMALL else 1000
 x, y = test.x[:N_ATTACK], test.y[:N_ATTACK]
-apply = rc.eval_apply(arch)
+apply = model.logits
 eps = 2 * 5 / 255
 adv = [
     attacks.pgd(apply, jax.tree_util.tree_map(lambda a, r=r: a[r], variables), x, y, eps=eps, step_size=eps / 10,
@@ -108,11 +117,10 @@ plt.show()
 
 # %%
 N_MARGIN = 32 if SMALL else 300
-margins = np.asarray(
-    rc.margin_fn(arch, 1.0, 0.01 if SMALL else 1e-3, 10 if SMALL else 40, (-1.0, 1.0))(
-        variables, test.x[:N_MARGIN], test.y[:N_MARGIN]
-    )
-)
+search = cfg.fig2.copy_and_resolve_references()
+with search.unlocked():
+    search.tol, search.steps = (0.01, 10) if SMALL else (1e-3, 40)
+margins = margins_of(model, variables, test.x[:N_MARGIN], test.y[:N_MARGIN], search, (-1.0, 1.0))
 print("median margin: ERM", np.median(margins[0]), "SD", np.median(margins[1]))
-plots.margin_cdf({"erm": margins[0], "sd": margins[1]}, raw[0])
+plots.margin_cdf({"erm": margins[0], "sd": margins[1]}, raw.name)
 plt.show()

@@ -1,5 +1,6 @@
-"""The robustness experiment (Table 1 / Fig. 2 analogues): SD loss, the fast LeNet, λ selection, augmentation,
-config variants, and the entry point on the `:small` variants (tiny Fashion IDX files, generated CIFAR pickles)."""
+"""The robustness experiment (Table 1 / Fig. 2 analogues): the registry's SD in the Table 1 code's form, the fast
+LeNet, the selection rule, augmentation, config variants, and the entry point on the `:small` variants (tiny
+Fashion IDX files, generated CIFAR pickles): output contract, kill-and-resume, other registry methods, bad input."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gs_jax import config, losses, models
+from gs_jax import algorithms, config, models, sampling
 from gs_jax.data import cifar
 from gs_jax.data import mnist as mnist_data
 from gs_jax.errors import GsJaxError
-from gs_jax.experiments import robustness, robustness_core
+from gs_jax.experiments import robustness_table
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = [None, "small", "cifar2", "cifar10", "cifar100", "cifar2_small", "cifar10_small", "cifar100_small"]
+WALL_TIMES = {"train_s", "attack_s", "margin_s", "wall_s_total"}
 
 
 def entry():
@@ -29,21 +31,23 @@ def entry():
     return module
 
 
-def test_sd_mean_squared_logits_matches_numpy():
+def test_registry_sd_is_the_table1_code_form():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(7, 5)) * 3
     y = rng.integers(0, 5, 7)
     # numpy transcription of the Table 1 code: F.cross_entropy(z, y) + SD * z.pow(2).mean()
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    ref = -np.mean(np.log(p[np.arange(7), y])) + 0.05 * np.mean(z**2)
-    got = losses.sd_mean_squared_logits(jnp.asarray(z, jnp.float32), jnp.asarray(y), 0.05)
-    np.testing.assert_allclose(float(got), ref, rtol=1e-5)
-    erm = losses.sd_mean_squared_logits(jnp.asarray(z, jnp.float32), jnp.asarray(y), 0.0)
-    np.testing.assert_allclose(float(erm), ref - 0.05 * np.mean(z**2), rtol=1e-5)
+    ce = -np.mean(np.log(p[np.arange(7), y]))
+    batch = {"y": jnp.asarray(y)}
+    zj = jnp.asarray(z, jnp.float32)
+    sd, _, _ = algorithms.sd_loss(algorithms.hyper("sd", {"lam": 0.05}), {}, 0, zj, batch, {})
+    np.testing.assert_allclose(float(sd), ce + 0.05 * np.mean(z**2), rtol=1e-5)
+    erm, _, _ = algorithms.erm_loss(algorithms.hyper("erm"), {}, 0, zj, batch, {"w": jnp.ones(3)})
+    np.testing.assert_allclose(float(erm), ce, rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape,k", [((3, 28, 28, 1), 10), ((2, 32, 32, 3), 2)])
+@pytest.mark.parametrize("shape,k", [((2, 32, 32, 3), 2)])  # (28×28×1: test_robust_models, banded conv)
 def test_lenet_apply_is_the_flax_module(shape, k):
     x = jax.random.uniform(jax.random.PRNGKey(1), shape, minval=-1.0, maxval=1.0)
     module = models.LeNetFig2(num_classes=k)
@@ -53,43 +57,40 @@ def test_lenet_apply_is_the_flax_module(shape, k):
     )
 
 
-def test_select_lambda_rule():
-    lams = (0.0, 0.01, 0.1, 1.0)
-    # λ = 1 has the best PGD accuracy but loses 5 points of clean accuracy: the rule takes λ = 0.1
-    j, _ = robustness.select_lambda(
-        lams, [0.90, 0.90, 0.895, 0.85], [0.2, 0.3, 0.4, 0.6], "val_pgd_within_1pt", 0.01
-    )
-    assert j == 2
-    j, why = robustness.select_lambda(
-        lams, [0.9, 0.7, 0.7, 0.7], [0.2, 0.3, 0.4, 0.6], "val_pgd_within_1pt", 0.01
-    )
-    assert j == 1 and "smallest" in why
-    assert robustness.select_lambda(lams, None, None, "fixed", 0.01)[0] == 1
+def test_select_rule():
+    # candidates λ = 0.01, 0.1, 1: λ = 1 has the best PGD accuracy but loses 5 points of clean accuracy → λ = 0.1
+    j, _ = robustness_table.select(0.90, [0.90, 0.895, 0.85], [0.3, 0.4, 0.6], "val_pgd_within_1pt", 0.01)
+    assert j == 1
+    j, why = robustness_table.select(0.9, [0.7, 0.7, 0.7], [0.3, 0.4, 0.6], "val_pgd_within_1pt", 0.01)
+    assert j == 0 and "the first" in why
+    assert robustness_table.select(0.9, None, None, "fixed", 0.01)[0] == 0
     with pytest.raises(GsJaxError, match="unknown table.select"):
-        robustness.select_lambda(lams, [0.9] * 4, [0.1] * 4, "nope", 0.01)
+        robustness_table.select(0.9, [0.9] * 3, [0.1] * 3, "nope", 0.01)
 
 
 def test_augment_is_a_crop_of_the_padded_image_or_its_flip():
     x = jax.random.uniform(jax.random.PRNGKey(0), (6, 8, 8, 3))
-    out = robustness_core.augment(x, jax.random.PRNGKey(3), pad=0)
+    out = sampling.augment_crop_flip(x, jax.random.PRNGKey(3), pad=0)
     for i in range(6):
         a, b = np.asarray(out[i]), np.asarray(x[i])
         assert np.array_equal(a, b) or np.array_equal(a, b[:, ::-1])
-    out4 = robustness_core.augment(x, jax.random.PRNGKey(3), pad=4)
+    out4 = sampling.augment_crop_flip(x, jax.random.PRNGKey(3), pad=4)
     assert out4.shape == x.shape and float(jnp.min(out4)) >= 0.0
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_config_variants_load(variant):
     cfg = config.load_config(f"{REPO}/configs/robustness.py" + (f":{variant}" if variant else ""))
-    assert cfg.table.enabled and len(cfg.table.lambdas) >= 1 and cfg.attack.eps == pytest.approx(5 / 255)
+    assert cfg.table.enabled and len(cfg.methods.sd.lam) >= 1 and cfg.attack.eps == pytest.approx(5 / 255)
+    assert "erm" in cfg.methods.enabled and "sd" in cfg.methods.enabled
     if variant == "cifar10":
         assert (cfg.table.net.name, cfg.table.epochs, cfg.table.milestones) == ("vgg", 160, (80, 120))
-        assert cfg.table.lambdas == (0.01,) and cfg.table.nesterov and cfg.table.augment
+        assert cfg.methods.sd.lam == (0.01,) and cfg.table.nesterov and cfg.table.augment
+        assert cfg.table.net.input_norm == "cifar10"
     if variant == "cifar100":
-        assert (cfg.table.net.name, cfg.table.net.depth, cfg.table.lambdas) == ("preact", 110, (0.05,))
+        assert (cfg.table.net.name, cfg.table.net.depth, cfg.methods.sd.lam) == ("preact", 110, (0.05,))
     if variant is None:
-        assert cfg.data.dataset == "fashion-mnist" and cfg.table.restarts >= 5 and cfg.fig2.classes == (2, 4)
+        assert cfg.data.dataset == "fashion-mnist" and cfg.table.restarts >= 3 and cfg.fig2.classes == (2, 4)
 
 
 def test_unknown_variant():
@@ -127,18 +128,78 @@ def _check_contract(run: Path, data: str):
         "margins.npz",
     ):
         assert (run / f).is_file(), f
+    return summary
 
 
-def test_main_small_fashion_writes_the_output_contract(in_tmp, capsys):
+class _KillAt:
+    """A progress meter whose bar raises KeyboardInterrupt (as Ctrl-C would) at its ``at``-th update of a program
+    whose description starts with ``prefix``: that chunk finished, its checkpoint not yet written."""
+
+    def __init__(self, prefix: str, at: int):
+        self.prefix, self.at, self.fired = prefix, at, False
+
+    def __call__(self, total=None, desc="", **kw):
+        outer = self
+
+        class Bar:
+            count = 0
+
+            def update(self, n):
+                self.count += 1
+                if desc.startswith(outer.prefix) and self.count == outer.at and not outer.fired:
+                    outer.fired = True
+                    raise KeyboardInterrupt
+
+            def close(self):
+                pass
+
+        return Bar()
+
+
+def test_main_small_contract_and_kill_and_resume(in_tmp, capsys):
+    """The small variant writes the output contract, with logit adjustment and JTT (its first stage included)
+    beside ERM and SD; a run killed in the middle of the table program and resumed with ``--resume NAME`` ends
+    with the summary (wall times aside) and metrics.jsonl of an uninterrupted run."""
     data = _tiny_fashion(in_tmp / "fashion")
-    # fig2 off: the margins come from the Table 1 nets (cifar2_small runs the Fig. 2 part)
     argv = ["--config", f"{REPO}/configs/robustness.py:small", f"--config.data.dir={data}",
-            "--config.data.verify=false", "--runs-dir", "runs", "--name", "t",
-            "--config.fig2.enabled=false"]  # fmt: skip
-    assert entry().main(argv) == 0
+            "--config.data.verify=false", "--runs-dir", "runs", "--config.table.epochs=2",
+            "--config.checkpoint_every_s=0", "--config.methods.enabled=erm,sd,logit_adjust,jtt"]  # fmt: skip
+    main = entry().main
+    assert main([*argv, "--name", "whole"], progress=None) == 0
     out = capsys.readouterr().out
     assert "Table 1 analogue — data: fashion-mnist" in out and "paper cifar10" in out
-    _check_contract(in_tmp / "runs" / "robustness" / "latest", "fashion-mnist")
+    whole = _check_contract(in_tmp / "runs" / "robustness" / "latest", "fashion-mnist")
+    assert set(whole["methods"]) == {"erm", "sd", "logit_adjust", "jtt"}
+    assert whole["methods"]["jtt"]["setting"].startswith("jtt") and "(" in out  # the JTT row in the table
+    killer = _KillAt("table", at=2)  # the table program runs 2 chunks (epochs): killed after the second
+    assert main([*argv, "--name", "cut"], progress=killer) == 130 and killer.fired
+    err = capsys.readouterr().err
+    assert "interrupted at step" in err and "--resume cut" in err
+    cut = in_tmp / "runs" / "robustness" / "cut"
+    assert not (cut / "summary.json").exists() and any((cut / "checkpoints" / "table").glob("ckpt_*.npz"))
+    assert main([*argv, "--resume", "cut"], progress=None) == 0
+    resumed = json.loads((cut / "summary.json").read_text())
+
+    def strip(tree):
+        if isinstance(tree, dict):
+            return {k: strip(v) for k, v in tree.items() if k not in WALL_TIMES}
+        return tree
+
+    assert strip(resumed) == strip(whole)
+    lines = (cut / "metrics.jsonl").read_text().splitlines()
+    assert lines == (in_tmp / "runs" / "robustness" / "whole" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 5 + 2  # 5 settings × 2 seeds, then ERM and SD of Fig. 2: nothing written twice
+
+
+def test_methods_the_data_lack_are_refused(in_tmp, capsys):
+    data = _tiny_fashion(in_tmp / "fashion")
+    base = ["--config", f"{REPO}/configs/robustness.py:small", f"--config.data.dir={data}",
+            "--config.data.verify=false", "--runs-dir", "runs"]  # fmt: skip
+    for method, what in (("irm", "environment labels"), ("vrex", "environment labels"),
+                         ("group_dro", "group labels"), ("dfr", "group labels")):  # fmt: skip
+        assert entry().main([*base, f"--config.methods.enabled=erm,sd,{method}"], progress=None) == 2
+        err = [e for e in capsys.readouterr().err.strip().splitlines() if not e.startswith("[gs-jax]")]
+        assert len(err) == 1 and method in err[0] and what in err[0], err
 
 
 @pytest.mark.parametrize(
@@ -155,27 +216,40 @@ def test_main_small_cifar_writes_the_output_contract(variant, in_tmp):
     cifar.write_fake_cifar(in_tmp / "data", dataset, n_per_batch=40)
     argv = ["--config", f"{REPO}/configs/robustness.py:{variant}", f"--config.data.dir={in_tmp / 'data'}",
             "--config.data.verify=false", "--runs-dir", "runs", "--name", "t"]  # fmt: skip
-    assert entry().main(argv) == 0
+    assert entry().main(argv, progress=None) == 0
     _check_contract(in_tmp / "runs" / "robustness" / "latest", variant.removesuffix("_small"))
 
 
-def test_bad_input_is_one_line(in_tmp, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("table.batch_size=-16", "table.batch_size must be ≥ 1, got -16"),
+        ("table.restarts=0", "table.restarts must be ≥ 1, got 0"),
+        ("table.epochs=0", "table.epochs must be ≥ 1, got 0"),
+        ("fig2.batch_size=0", "fig2.batch_size must be ≥ 1, got 0"),
+        ("attack.steps=-1", "attack.steps must be ≥ 0, got -1"),
+        ("table.nope=1", "unknown config key 'table.nope'"),
+        ("methods.enabled=sd", "methods.enabled must hold 'erm'"),
+    ],
+)
+def test_bad_input_is_one_line(override, message, in_tmp, capsys):
+    data = _tiny_fashion(in_tmp / "fashion")
+    argv = ["--config", f"{REPO}/configs/robustness.py:small", f"--config.data.dir={data}",
+            "--config.data.verify=false", "--runs-dir", "runs", f"--config.{override}"]  # fmt: skip
+    assert entry().main(argv, progress=None) == 2
+    err = [e for e in capsys.readouterr().err.strip().splitlines() if not e.startswith("[gs-jax]")]
+    assert len(err) == 1 and err[0].startswith("robustness: error:") and message in err[0], err
+    assert not any((in_tmp / "runs").glob("robustness/*/config.json"))  # a refused run leaves no folder
+
+
+def test_missing_data_is_one_line(in_tmp, capsys, monkeypatch):
     monkeypatch.delenv("GS_DATA_DIR", raising=False)
-    assert entry().main(["--config", f"{REPO}/configs/robustness.py:small", "--config.table.nope=1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("robustness: error:") and "nope" in err[0]
     assert (
         entry().main(["--config", f"{REPO}/configs/robustness.py:cifar10_small", "--runs-dir", "runs"]) == 2
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("robustness: error:") and "make data-cifar" in err[-1]
-    missing = in_tmp / "absent"
-    argv = [
-        "--config",
-        f"{REPO}/configs/robustness.py:cifar2_small",
-        f"--config.data.dir={missing}",
-        "--runs-dir",
-        "r",
-    ]
+    argv = ["--config", f"{REPO}/configs/robustness.py:cifar2_small", f"--config.data.dir={in_tmp / 'absent'}",
+            "--runs-dir", "r"]  # fmt: skip
     assert entry().main(argv) == 2
     assert "does not exist" in capsys.readouterr().err

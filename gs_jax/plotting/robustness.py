@@ -38,7 +38,7 @@ def pgd_curves(methods: dict[str, dict[str, Any]], data: str = ""):
         eps = np.asarray(m["curve_eps"]) * 255
         mean, std = np.asarray(m["curve_acc_mean"]) * 100, np.asarray(m["curve_acc_std"]) * 100
         ax.errorbar(eps, mean, yerr=std, marker="o", ms=3, capsize=2, color=COLORS.get(name),
-                    label=f"{name.upper()} (λ={m['lam']:g})")  # fmt: skip
+                    label=f"{name.upper()} (λ={m['lam']:g})" if "lam" in m else m.get("setting", name))  # fmt: skip
     ax.axvline(methods["erm"]["eps"] * 255, color="gray", ls=":", lw=0.8)
     ax.set_xlabel("ε (L∞, × 1/255 pixel units)")
     ax.set_ylabel("PGD test accuracy (%)")
