@@ -9,7 +9,11 @@ from gs_jax.experiments.primal_dual import run_primal_dual
 def main(argv=None):
     precision.enable_x64()
     return cli.main(
-        run_primal_dual, experiment="primal_dual", default_config="configs/primal_dual.py", argv=argv
+        run_primal_dual,
+        experiment="primal_dual",
+        default_config="configs/primal_dual.py",
+        argv=argv,
+        resumable=False,
     )
 
 

@@ -8,7 +8,9 @@ from gs_jax.experiments.theorem2 import run_theorem2
 
 def main(argv=None):
     precision.enable_x64()
-    return cli.main(run_theorem2, experiment="theorem2", default_config="configs/theorem2.py", argv=argv)
+    return cli.main(
+        run_theorem2, experiment="theorem2", default_config="configs/theorem2.py", argv=argv, resumable=False
+    )
 
 
 if __name__ == "__main__":

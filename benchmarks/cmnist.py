@@ -20,7 +20,6 @@ import time
 import jax
 import numpy as np
 
-from gs_jax import algorithms
 from gs_jax.data import colored_mnist, mnist
 from gs_jax.experiments import cmnist as cmnist_exp
 
@@ -62,19 +61,17 @@ def main(argv=None) -> int:
 
     pool = mnist.load_pool()
     seeds = [1234 + r for r in range(args.restarts)]
-    data = colored_mnist.stack_restarts(
-        [colored_mnist.build_restart(pool, s, four_envs=False) for s in seeds]
-    )
-    hp = algorithms.Hyper("erm", hidden=args.hidden, lr=1e-4, steps=args.steps)
-    n = data["train_x"].shape[1] * data["train_x"].shape[2]
+    data = cmnist_exp.restart_data([colored_mnist.build_restart(pool, s, four_envs=False) for s in seeds])
+    schedule = {"hidden": args.hidden, "lr": 1e-4, "steps": args.steps, "grayscale": False}
+    n = data["x"].shape[1]
 
-    # compile (and warm up) on 2 steps, then time the real run (same chunk lengths → no recompilation)
+    # compile (and warm up) on 51 steps, then time the real run (same chunk lengths → no recompilation)
     t0 = time.perf_counter()
-    cmnist_exp.train_restarts(hp._replace(steps=51), data, seeds, eval_every=50)
+    cmnist_exp.train_restarts("erm", data, seeds, schedule={**schedule, "steps": 51}, eval_every=50)
     compile_s = time.perf_counter() - t0
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    result = cmnist_exp.train_restarts(hp, data, seeds, eval_every=50)
+    result = cmnist_exp.train_restarts("erm", data, seeds, schedule=schedule, eval_every=50)[0]
     jax.block_until_ready(result.params)
     wall = time.perf_counter() - t0
     load_after = os.getloadavg()[0]

@@ -93,21 +93,24 @@ def _mlp_flops(n: int, d: int = 392, h: int = 300) -> float:
 
 
 def row_cmnist(size, repeats):
-    from gs_jax import algorithms
     from gs_jax.data import colored_mnist, mnist
     from gs_jax.experiments import cmnist
 
     r, s = size["restarts"], size["steps"]
     seeds = [1234 + i for i in range(r)]
-    data = colored_mnist.stack_restarts([colored_mnist.build_restart(mnist.load_pool(), k, four_envs=False)
-                                         for k in seeds])  # fmt: skip
-    hp = algorithms.Hyper("erm", hidden=300, lr=1e-4, steps=s)
-    compile_s = _timed(
-        lambda: cmnist.train_restarts(hp._replace(steps=min(s, 51)), data, seeds, eval_every=50)
+    data = cmnist.restart_data(
+        [colored_mnist.build_restart(mnist.load_pool(), k, four_envs=False) for k in seeds]
     )
-    best = min(_timed(lambda: jax.block_until_ready(cmnist.train_restarts(hp, data, seeds, eval_every=50).params))
-               for _ in range(repeats))  # fmt: skip
-    n = data["train_x"].shape[1] * data["train_x"].shape[2]
+    schedule = {"hidden": 300, "lr": 1e-4, "steps": s, "grayscale": False}  # the ERM row of configs/cmnist.py
+
+    def train(steps):
+        return cmnist.train_restarts(
+            "erm", data, seeds, schedule={**schedule, "steps": steps}, eval_every=50
+        )[0]
+
+    compile_s = _timed(lambda: train(min(s, 51)))
+    best = min(_timed(lambda: jax.block_until_ready(train(s).params)) for _ in range(repeats))
+    n = data["x"].shape[1]
     peer = _peer("cmnist", ["--restarts", str(r), "--steps", str(s), "--repeats", str(repeats)])
     return best, compile_s, _mlp_flops(n) * s * r, peer.get("wall_s"), f"{r} restarts × {s} steps", peer
 

@@ -27,22 +27,49 @@ def entry():
 
 @pytest.mark.parametrize("variant", [None, *VARIANTS])
 def test_config_variants(variant):
+    from gs_jax.experiments import cmnist as cmnist_exp
+
     cfg = config.load_config(f"{REPO}/configs/cmnist.py" + (f":{variant}" if variant else ""))
     default = config.load_config(f"{REPO}/configs/cmnist.py")
-    assert all(m in cfg.hp for m in cfg.methods)
+    rows = {r.name: r for r in cmnist_exp.rows(cfg)}  # every row resolves to a registry method
+    assert tuple(rows) == tuple(cfg.methods.enabled)
     # each variant selects what its name says (catches a dispatch that falls through to another variant)
     if variant is None:
-        assert cfg.methods == ("erm", "sd", "irm", "vrex", "oracle") and cfg.restarts == 10
-        assert (cfg.hp.sd.steps, cfg.hp.sd.anneal_iters, cfg.hp.sd.sd_coef) == (2001, 450, 2e-5)
-        assert cfg.data.dataset == "mnist" and cfg.hp.erm.hidden == 300
+        assert cfg.methods.enabled == ("erm", "sd", "irm", "vrex", "oracle") and cfg.restarts == 10
+        sd = rows["sd"]
+        assert sd.method == "sd_rescaled" and sd.schedule["steps"] == 2001
+        assert (sd.settings[0]["anneal_iters"], sd.settings[0]["coef"]) == (450, 2e-5)
+        assert rows["oracle"].method == "erm" and rows["oracle"].schedule["grayscale"]
+        assert cfg.data.dataset == "mnist" and rows["erm"].schedule["hidden"] == 300
     elif variant == "fashion":
-        assert cfg.methods == ("erm", "sd") and cfg.restarts == 3 and cfg.data.dataset == "fashion-mnist"
-        assert cfg.hp.sd.to_dict() == default.hp.sd.to_dict()  # the paper's SD schedule, not the small one
+        assert (
+            cfg.methods.enabled == ("erm", "sd") and cfg.restarts == 3 and cfg.data.dataset == "fashion-mnist"
+        )
+        assert (
+            cfg.methods.sd.to_dict() == default.methods.sd.to_dict()
+        )  # the paper's SD schedule, not the small one
     elif variant == "small":
-        assert cfg.restarts == 2 and all(b.hidden == 16 and b.steps == 12 for b in cfg.hp.values())
+        assert cfg.restarts == 2 and all(
+            r.schedule["hidden"] == 16 and r.schedule["steps"] == 12 for r in rows.values()
+        )
     else:
-        assert cfg.methods == (variant,) and cfg.restarts == 10
-        assert cfg.hp[variant].to_dict() == default.hp[variant].to_dict()
+        assert cfg.methods.enabled == (variant,) and cfg.restarts == 10
+        if variant in default.methods:
+            assert cfg.methods[variant].to_dict() == default.methods[variant].to_dict()
+    if variant == "sd_plain":
+        r = rows["sd_plain"]
+        assert r.method == "sd" and (r.settings[0]["lam_warmup"], r.settings[0]["lam"]) == (2e-5, 1.0)
+
+
+def test_any_registry_method_runs_a_row_on_the_default_schedule():
+    from gs_jax.experiments import cmnist as cmnist_exp
+
+    cfg = config.apply_overrides(config.load_config(f"{REPO}/configs/cmnist.py:small"),
+                                 ["methods.enabled=group_dro,logit_adjust"])  # fmt: skip
+    rows = cmnist_exp.rows(cfg)
+    assert [r.method for r in rows] == ["group_dro", "logit_adjust"]
+    assert all(r.schedule == {"hidden": 16, "lr": 1e-4, "steps": 12, "grayscale": False} for r in rows)
+    assert rows[0].settings == [{"eta": 0.01, "adj": 0.0, "reweight": 1.0}]  # the registry defaults
 
 
 def test_unknown_variant():
@@ -80,12 +107,13 @@ def test_main_small_writes_the_output_contract(in_tmp, capsys):
 def test_kill_and_resume_gives_the_uninterrupted_summary(in_tmp, monkeypatch):
     """A run killed right after a checkpoint and continued with --resume ends with the same numbers (bit for bit)
     as one that never stopped; the killed run leaves runs/cmnist/latest alone."""
-    from gs_jax import trainer
+    from gs_jax import checkpoints
 
-    base = ["--config", f"{REPO}/configs/cmnist.py:small", "--config.methods=erm,sd", "--runs-dir", "runs"]
+    base = ["--config", f"{REPO}/configs/cmnist.py:small", "--config.methods.enabled=erm,sd", "--runs-dir", "runs",
+            "--config.checkpoint_every_s=0"]  # fmt: skip
     assert entry().main([*base, "--name", "whole"]) == 0
     saves = {"n": 0}
-    real_save = trainer.save_checkpoint
+    real_save = checkpoints.save_run
 
     def save_then_die(*args, **kw):
         path = real_save(*args, **kw)
@@ -94,10 +122,9 @@ def test_kill_and_resume_gives_the_uninterrupted_summary(in_tmp, monkeypatch):
             raise KeyboardInterrupt
         return path
 
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        entry().main([*base, "--name", "killed"])
-    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_run", save_then_die)
+    assert entry().main([*base, "--name", "killed"]) == 130  # Ctrl-C: one line, exit status 130
+    monkeypatch.setattr(checkpoints, "save_run", real_save)
     assert (in_tmp / "runs" / "cmnist" / "latest").resolve().name == "whole"
     assert entry().main([*base, "--resume", "killed"]) == 0
     assert (in_tmp / "runs" / "cmnist" / "latest").resolve().name == "killed"
@@ -108,6 +135,9 @@ def test_kill_and_resume_gives_the_uninterrupted_summary(in_tmp, monkeypatch):
         a.pop("wall_s"), b.pop("wall_s")
         assert a == b, name
     assert whole["histories"] == resumed["histories"]
+    # metrics.jsonl: the lines the killed run wrote are not written twice
+    lines = {n: (in_tmp / "runs" / "cmnist" / n / "metrics.jsonl").read_text() for n in ("whole", "killed")}
+    assert lines["whole"] == lines["killed"]
     # resuming with another config is refused in one line
     assert entry().main([*base, "--config.restarts=3", "--resume", "killed"]) == 2
 
@@ -121,7 +151,7 @@ def test_main_on_idx_directory(in_tmp, tmp_path):
     argv = [
         "--config",
         f"{REPO}/configs/cmnist.py:small",
-        "--config.methods=erm",
+        "--config.methods.enabled=erm",
         f"--config.data.dir={d}",
         "--config.data.verify=false",
         "--config.data.n_train_pool=40",
@@ -145,13 +175,17 @@ def test_main_bad_input_is_one_line(in_tmp, capsys):
     assert entry().main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("cmnist: error:") and "does not exist" in err[-1]
-    assert entry().main(["--config", f"{REPO}/configs/cmnist.py:small", "--config.methods=dro"]) == 2
+    assert entry().main(["--config", f"{REPO}/configs/cmnist.py:small", "--config.methods.enabled=dro"]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("[gs-jax]")]
+    assert len(err) == 1 and "neither a registered method" in err[-1]
+    assert entry().main(["--config", f"{REPO}/configs/cmnist.py:small", "--config.restarts=0"]) == 2
+    assert "restarts must be ≥ 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_paper_protocol_on_embedded_default(in_tmp):
     """Done-when criteria of the issue on the 5k default (≈ 20 min on 2 CPU cores)."""
-    assert entry().main(["--config.methods=erm,sd", "--runs-dir", "runs"]) == 0
+    assert entry().main(["--config.methods.enabled=erm,sd", "--runs-dir", "runs"]) == 0
     m = json.loads((in_tmp / "runs" / "cmnist" / "latest" / "summary.json").read_text())["methods"]
     assert m["erm"]["test_acc_mean"] <= 0.35
     assert m["sd"]["test_acc_mean"] >= 0.50 and m["sd"]["train_acc_mean"] <= 0.80
@@ -181,10 +215,10 @@ def test_fashion_path_on_real_files_tiny(in_tmp):
     argv = [
         "--config",
         f"{REPO}/configs/cmnist.py:fashion",
-        "--config.methods=erm",
+        "--config.methods.enabled=erm",
         "--config.restarts=1",
         "--config.max_steps=3",
-        "--config.hp.erm.hidden=4",
+        "--config.train.hidden=4",
         "--runs-dir",
         "runs",
     ]

