@@ -15,14 +15,15 @@ data picks the hyper-parameter (the penalty, the threshold).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gs_jax import evaluators, group_methods, models, selection, supervised, trainer
+from gs_jax import evaluators, group_methods, metrics, models, selection, supervised, trainer
 from gs_jax.errors import check
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -31,8 +32,9 @@ from gs_jax.errors import check
 
 
 @functools.cache
-def _restart_logits(model: models.Model, chunk: int):
-    return jax.jit(jax.vmap(lambda v, x: evaluators.logits(model, v, x, chunk), in_axes=(0, None)))
+def _restart_logits(model: models.Model, chunk: int, per_restart: bool = False):
+    fn = lambda v, x: evaluators.logits(model, v, x, chunk)  # noqa: E731
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0 if per_restart else None)))
 
 
 @functools.cache
@@ -40,9 +42,12 @@ def _features(model: models.Model, chunk: int):
     return jax.jit(lambda v, x: evaluators.features(model, v, x, chunk))
 
 
-def restart_logits(model: models.Model, variables, x, chunk: int = 256) -> np.ndarray:
-    """Eval-mode logits ``(R, n)`` of R restarts' variables (a leading restart axis) on ``x``."""
-    return np.asarray(_restart_logits(model, int(chunk))(variables, x))
+def restart_logits(
+    model: models.Model, variables, x, chunk: int = 256, per_restart: bool = False
+) -> np.ndarray:
+    """Eval-mode logits ``(R, n[, k])`` of R restarts' variables (a leading restart axis) on ``x`` (shared, or one
+    set per restart with ``per_restart``)."""
+    return np.asarray(_restart_logits(model, int(chunk), bool(per_restart))(variables, x))
 
 
 def features(model: models.Model, variables, x, chunk: int = 256) -> np.ndarray:
@@ -61,40 +66,43 @@ def restart(tree, r: int):
 
 
 def jtt_identify(spec: supervised.Spec, data: dict[str, Any], keys, *, epochs: int, chunk: int = 256,
-                 saveat: trainer.SaveAt = trainer.SaveAt(), progress: trainer.Progress = trainer.Progress(),
-                 ) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
-    """JTT's identification model: ERM (``spec`` with the one branch ``erm``, the second stage's optimiser and
-    sampler) for ``epochs`` epochs per key, then its error set on the training data ``data["x"], data["y"]``.
+                 data_per_restart: bool = False, saveat: trainer.SaveAt = trainer.SaveAt(),
+                 progress: trainer.Progress = trainer.Progress()) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    """JTT's identification model (Liu et al. 2021, Algorithm 1, stage 1) for ANY supervised benchmark: ERM with the
+    benchmark's own network, optimiser and sampler (``spec`` with its branches replaced by ``erm``) for ``epochs``
+    epochs of ``spec.steps_per_epoch`` steps per key, then its error set on the training data ``data["x"],
+    data["y"]`` (``group_methods.jtt_error_set`` of the eval-mode predictions, ``metrics.predictions``: ŷ > 0 for
+    one logit, argmax for k). ``data_per_restart``: every array has a leading restart axis (Colored MNIST).
 
-    Returns the error sets ``(R, n)`` (bool; ``group_methods.jtt_error_set`` of the eval-mode predictions) and
-    ``{"error_set_size", "error_set_per_group"}`` (per restart; groups from ``data["group"]``)."""
-    check(
-        tuple(n for n, _ in spec.branches) == ("erm",),
-        "jtt_identify: the spec must have the one branch 'erm'",
-    )
+    Returns the error sets ``(R, n)`` (bool) and ``{"error_set_size", ["error_set_per_group"]}`` (per restart; the
+    groups from ``data["group"]`` when the data have them)."""
     check(epochs >= 1, f"jtt identify_epochs must be ≥ 1, got {epochs}")
-    n = len(data["y"])
-    algo = supervised.stack([supervised.restart_state(spec, "erm", {}, {"n": n})] * len(keys))
-    res = trainer.train(supervised.make_task(spec), data, keys, steps=epochs * spec.steps_per_epoch,
-                        data_per_restart=False, init=trainer.Init(algo_state=algo), saveat=saveat,
-                        progress=progress, layout=trainer.Layout(max_chunk=spec.steps_per_epoch))  # fmt: skip
-    logits = restart_logits(spec.model, evaluators.variables_of(res.state), data["x"], chunk)
+    erm = dataclasses.replace(spec, branches=(("erm", ()),))
+    keys = jnp.asarray(keys)
     y = np.asarray(data["y"])
-    errors = np.stack([group_methods.jtt_error_set((lg > 0).astype(np.int32), y) for lg in logits])
-    g = np.asarray(data["group"])
-    n_groups = spec.info.n_groups
-    return errors, {"error_set_size": errors.sum(axis=1).tolist(),
-                    "error_set_per_group": [np.bincount(g[e], minlength=n_groups).tolist() for e in errors]}  # fmt: skip
+    n = int(y.shape[-1])
+    algo = supervised.stack([supervised.restart_state(erm, "erm", {}, {"n": n})] * int(keys.shape[0]))
+    res = trainer.train(supervised.make_task(erm), data, keys, steps=epochs * spec.steps_per_epoch,
+                        data_per_restart=data_per_restart, init=trainer.Init(algo_state=algo), saveat=saveat,
+                        progress=progress, layout=trainer.Layout(max_chunk=spec.steps_per_epoch))  # fmt: skip
+    logits = restart_logits(
+        spec.model, evaluators.variables_of(res.state), data["x"], chunk, data_per_restart
+    )
+    ys = y if data_per_restart else np.broadcast_to(y, (len(logits), n))
+    errors = np.stack([group_methods.jtt_error_set(np.asarray(metrics.predictions(lg)), yy)
+                       for lg, yy in zip(logits, ys, strict=True)])  # fmt: skip
+    info: dict[str, Any] = {"error_set_size": errors.sum(axis=1).tolist()}
+    if "group" in data:
+        g = np.asarray(data["group"])
+        gs = g if data_per_restart else np.broadcast_to(g, errors.shape)
+        info["error_set_per_group"] = [np.bincount(gg[e], minlength=spec.info.n_groups).tolist()
+                                       for gg, e in zip(gs, errors, strict=True)]  # fmt: skip
+    return errors, info
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # DFR
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _standardise(train_nd, *others):
-    mu, sd = train_nd.mean(0), train_nd.std(0) + 1e-6
-    return [(a - mu) / sd for a in (train_nd, *others)]
 
 
 def _fit_l1(x, y, c: float, seed: int) -> tuple[np.ndarray, float]:
@@ -116,29 +124,47 @@ def _balanced(groups, n_groups: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([i[:m] for i in idx])
 
 
-def dfr(feats: dict[str, np.ndarray], splits: dict[str, Any], hp: dict[str, Any], *, n_groups: int, key,
-        rules=tuple(selection.RULES)) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """DFR on one network's features, tuned per selection rule: ``{rule: {"scores" (test, selection.scores),
-    "hyper"}}``.
+class Head(NamedTuple):
+    """A refit last layer: ``logits = ((features − mean) / scale) @ w + b``."""
 
-    ``feats``: ``{"train", "val", "test"}`` penultimate features; ``splits``: the same names → objects with ``y``
-    and ``group``; ``hp``: the registry's ``dfr`` hyper-parameters; ``key``: a PRNG key (its bits seed the
+    w: np.ndarray
+    b: float
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def __call__(self, features_nd) -> np.ndarray:
+        return (((np.asarray(features_nd, np.float64) - self.mean) / self.scale) @ self.w + self.b).astype(
+            np.float32
+        )
+
+
+def dfr_heads(feats: dict[str, np.ndarray], splits: dict[str, Any], hp: dict[str, Any], *, n_groups: int, key,
+              rules=tuple(selection.RULES)) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """DFR's last layer on one network's features, tuned per selection rule: ``{rule: {"head" (:class:`Head`),
+    "hyper", "tuning"}}``.
+
+    ``feats``: ``{"train", "val"}`` penultimate features; ``splits["val"]``: an object with ``y`` and ``group`` of
+    the refit set (DFR^Val_Tr refits on validation; a benchmark without a held-out split passes its training set
+    there, DFR^Tr_Tr); ``hp``: the registry's ``dfr`` hyper-parameters; ``key``: a PRNG key (its bits seed the
     reference protocol's numpy generator).
 
-    ``penalty = "l1"`` — the reference (``dfr_evaluate_spurious.py``, ``DFR^Val_Tr``): tune C ∈ ``hp["c"]`` by
-    fitting on a group-balanced subsample of one random half of validation (scaler fit on that subsample) and
-    scoring the other half; then ``n_refits`` fits on group-balanced subsamples of the whole validation set, scaler
-    fit on the **training** features, coefficients averaged. ``penalty = "l2"`` — this project's first form: L2
-    logistic regression (``group_methods.fit_last_layer``, l2 ∈ ``hp["l2"]``), features standardised on the
-    validation features, the same half-split tuning and averaged balanced refits with jax keys.
+    ``penalty = "l1"`` — the reference (``dfr_evaluate_spurious.py``): tune C ∈ ``hp["c"]`` by fitting on a
+    group-balanced subsample of one random half of the refit set (scaler fit on that subsample) and scoring the
+    other half; then ``n_refits`` fits on group-balanced subsamples of the whole refit set, scaler fit on the
+    **training** features, coefficients averaged; scikit-learn's liblinear, the reference's own solver.
+    ``penalty = "l2"`` — this project's first form: L2 logistic regression (``group_methods.fit_last_layer``,
+    l2 ∈ ``hp["l2"]``), features standardised on the refit set, the same half-split tuning and averaged balanced
+    refits with jax keys.
     """
     check(hp["penalty"] in ("l1", "l2"), f"dfr.penalty must be 'l1' or 'l2', got {hp['penalty']!r}")
-    v, te = splits["val"], splits["test"]
+    check(int(hp["n_refits"]) >= 1, f"dfr.n_refits must be ≥ 1, got {hp['n_refits']}")
+    v = splits["val"]
+    fv = np.asarray(feats["val"], np.float64)
     if hp["penalty"] == "l2":
-        return _dfr_l2(feats, v, te, hp, n_groups, key, rules)
+        return _dfr_l2(fv, v, hp, n_groups, key, rules)
     seed = int(np.asarray(jax.random.randint(key, (), 0, 2**31 - 1)))
     rng = np.random.default_rng(seed)
-    fv, ft, ftr = (np.asarray(feats[s], np.float64) for s in ("val", "test", "train"))
+    ftr = np.asarray(feats["train"], np.float64)
     idx = rng.permutation(len(v.y))
     half = len(idx) // 2
     held, fit = idx[:half], idx[half:]
@@ -163,21 +189,33 @@ def dfr(feats: dict[str, np.ndarray], splits: dict[str, Any], hp: dict[str, Any]
                 w, b = _fit_l1((fv[sub] - mu) / sd, v.y[sub], c, seed)
                 ws.append(w)
                 bs.append(b)
-            logits = ((ft - mu) / sd) @ np.mean(ws, 0) + np.mean(bs)
-            refit[c] = selection.scores(logits.astype(np.float32), te.y, te.group, n_groups)
-        out[rule] = {"scores": refit[c], "hyper": {"c": c}, "tuning": [round(x, 4) for x in tuning[rule]]}
+            refit[c] = Head(np.mean(ws, 0), float(np.mean(bs)), mu, sd)
+        out[rule] = {"head": refit[c], "hyper": {"c": c}, "tuning": [round(x, 4) for x in tuning[rule]]}
     return out
 
 
-def _dfr_l2(feats, v, te, hp, n_groups, key, rules):
-    fv, ft = _standardise(np.asarray(feats["val"]), np.asarray(feats["test"]))
+def dfr(feats: dict[str, np.ndarray], splits: dict[str, Any], hp: dict[str, Any], *, n_groups: int, key,
+        rules=tuple(selection.RULES)) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """DFR (:func:`dfr_heads`) scored on ``feats["test"]`` / ``splits["test"]``: ``{rule: {"scores" (test,
+    ``selection.scores``), "hyper", "tuning"}}``."""
+    te = splits["test"]
+    out = {}
+    for rule, h in dfr_heads(feats, splits, hp, n_groups=n_groups, key=key, rules=rules).items():
+        out[rule] = {"scores": selection.scores(h["head"](feats["test"]), te.y, te.group, n_groups),
+                     "hyper": h["hyper"], "tuning": h["tuning"]}  # fmt: skip
+    return out
+
+
+def _dfr_l2(fv, v, hp, n_groups, key, rules):
+    mu, sd = fv.mean(0), fv.std(0) + 1e-6
+    z = (fv - mu) / sd
     perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), len(v.y)))
     a, b = perm[: len(perm) // 2], perm[len(perm) // 2 :]
     tuning = {rule: [] for rule in rules}
     for j, l2 in enumerate(hp["l2"]):
         sub = group_methods.group_balanced_indices(v.group[a], n_groups, jax.random.fold_in(key, 1 + j))
-        w, c = group_methods.fit_last_layer(fv[a[sub]], v.y[a[sub]], l2=float(l2))
-        s = selection.scores(jnp.asarray(fv[b]) @ w + c, v.y[b], v.group[b], n_groups)
+        w, c = group_methods.fit_last_layer(z[a[sub]], v.y[a[sub]], l2=float(l2))
+        s = selection.scores(jnp.asarray(z[b]) @ w + c, v.y[b], v.group[b], n_groups)
         for rule in rules:
             tuning[rule].append(selection.score_of(s, rule))
     out, refit = {}, {}
@@ -189,13 +227,11 @@ def _dfr_l2(feats, v, te, hp, n_groups, key, rules):
                 idx = group_methods.group_balanced_indices(
                     v.group, n_groups, jax.random.fold_in(key, 1000 + r)
                 )
-                w, c = group_methods.fit_last_layer(fv[idx], v.y[idx], l2=l2)
-                ws.append(np.asarray(w))
+                w, c = group_methods.fit_last_layer(z[idx], v.y[idx], l2=l2)
+                ws.append(np.asarray(w, np.float64))
                 cs.append(float(c))
-            refit[l2] = selection.scores(
-                jnp.asarray(ft) @ np.mean(ws, 0) + np.mean(cs), te.y, te.group, n_groups
-            )
-        out[rule] = {"scores": refit[l2], "hyper": {"l2": l2}, "tuning": [round(x, 4) for x in tuning[rule]]}
+            refit[l2] = Head(np.mean(ws, 0), float(np.mean(cs)), mu, sd)
+        out[rule] = {"head": refit[l2], "hyper": {"l2": l2}, "tuning": [round(x, 4) for x in tuning[rule]]}
     return out
 
 

@@ -87,10 +87,12 @@ def make_task(spec: Spec) -> trainer.Task:
     Loss of a restart on a batch: the network's logits in train mode (batch statistics updated), then its branch's
     method loss (``algorithms.<name>.loss``) with that branch's hyper-parameters and state.
     """
-    model, info = spec.model, spec.info
-    methods = [(algorithms.get(name), dict(stat)) for name, stat in spec.branches]
-    check(methods, "a supervised task needs at least one method")
-    check(all(a.loss is not None for a, _ in methods), "a post-hoc method (dfr) has no training loss")
+    model = spec.model
+    check(spec.branches, "a supervised task needs at least one method")
+    check(
+        all(algorithms.get(n).loss is not None for n, _ in spec.branches),
+        "a post-hoc method has no training loss",
+    )
 
     def init(key, data):
         variables = model.init(key, data["x"][:1])
@@ -102,25 +104,29 @@ def make_task(spec: Spec) -> trainer.Task:
 
     def loss(params, model_state, st, batch, step, key):
         logits, updates = model.apply({"params": params, **model_state}, batch["x"], train=True, rng=key)
-
-        def run(i):
-            alg, stat = methods[i]
-            hp = algorithms.bind({**st["hp"][i], **stat}, info)
-            value, aux, new = alg.loss(hp, st["state"][i], step, logits, batch, params)
-            states = list(st["state"])
-            states[i] = new
-            return value, aux, tuple(states)
-
-        if len(methods) == 1:
-            value, aux, states = run(0)
-        else:
-            value, aux, states = jax.lax.switch(
-                st["branch"], [functools.partial(run, i) for i in range(len(methods))]
-            )
+        value, _, states = dispatch(spec, st, step, logits, batch, params)
         return value, ({**model_state, **updates}, {**st, "state": states}, None)
 
     return trainer.Task(init=init, loss=loss, optimizer=optim.build(spec.optimizer, spec.steps_per_epoch),
                         sampler=_sampler(spec))  # fmt: skip
+
+
+def dispatch(spec: Spec, st, step, logits, batch, params):
+    """``(loss, aux, states)`` of a restart's method: its branch's loss (``algorithms.<name>.loss``) with that
+    branch's hyper-parameters and state (``lax.switch`` on ``st["branch"]`` when the task has several branches)."""
+    methods = [(algorithms.get(name), dict(stat)) for name, stat in spec.branches]
+
+    def run(i):
+        alg, stat = methods[i]
+        hp = algorithms.bind({**st["hp"][i], **stat}, spec.info)
+        value, aux, new = alg.loss(hp, st["state"][i], step, logits, batch, params)
+        states = list(st["state"])
+        states[i] = new
+        return value, aux, tuple(states)
+
+    if len(methods) == 1:
+        return run(0)
+    return jax.lax.switch(st["branch"], [functools.partial(run, i) for i in range(len(methods))])
 
 
 def restart_state(spec: Spec, name: str, hp=None, inputs: dict[str, Any] | None = None) -> dict[str, Any]:

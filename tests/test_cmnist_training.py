@@ -163,27 +163,9 @@ def test_two_stage_rows_jtt_and_dfr(data):
     assert results[0].final["train_acc"].shape == (3,)
     dfr = cmnist_exp.Row("dfr", "dfr", [{"penalty": "l1", "c": (1.0, 0.1), "n_refits": 2}], sched)
     results, extra = cmnist_methods.run_row(dfr, data, SEEDS, checkpoint_dir=None, eval_every=2)
-    assert set(extra["dfr"][0]["c_chosen"]) <= {1.0, 0.1}
+    assert {h["c"] for h in extra["dfr"][0]["chosen"]} <= {1.0, 0.1}
     assert np.all((results[0].final["test_acc"] >= 0) & (results[0].final["test_acc"] <= 1))
     assert set(results[0].four_env) == set(cm.FOUR_ENVS)
-
-
-def test_fit_l1_matches_its_optimality_conditions():
-    """FISTA's L1 logistic regression against the KKT conditions of its objective: |∇_w| ≤ 1/(c n) where w = 0,
-    ∇_w = −sign(w)/(c n) where w ≠ 0, ∇_b = 0 (independent of the solver's own residual)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 5)).astype(np.float32)
-    y = (x[:, 0] + 0.5 * rng.normal(size=200) > 0).astype(np.float32)
-    c = 0.05
-    w, b, res = cmnist_methods.fit_l1(x, y, c=c, iterations=5000)
-    g = jax.grad(lambda t: jnp.mean(jax.nn.softplus(-(2 * y - 1) * (x @ t[:-1] + t[-1]))))(jnp.append(w, b))
-    lam = 1.0 / (c * 200)
-    w, g = np.asarray(w), np.asarray(g)
-    assert abs(g[-1]) < 1e-5 and res < 1e-5
-    nz = np.abs(w) > 1e-6
-    assert nz[0] and not nz.all()  # the informative coordinate kept, some others zeroed
-    np.testing.assert_allclose(g[:-1][nz], -np.sign(w[nz]) * lam, atol=1e-5)
-    assert np.all(np.abs(g[:-1][~nz]) <= lam + 1e-5)
 
 
 def test_eval_steps():

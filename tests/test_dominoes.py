@@ -116,7 +116,9 @@ def test_celeba_layout_has_celebas_group_shares_and_balanced_evaluation(pools):
     np.testing.assert_allclose(
         c / c.sum(), dominoes.CELEBA_SHARES, atol=1.0 / c.sum()
     )  # exact up to rounding
-    assert np.sum(data.train.y == 0) + np.sum(data.val.y == 0) == 600  # every class-0 item of the train file used
+    assert (
+        np.sum(data.train.y == 0) + np.sum(data.val.y == 0) == 600
+    )  # every class-0 item of the train file used
     for split in (data.val, data.test):  # group-balanced: half of each class per digit
         n0, n1 = np.bincount(split.y, minlength=2)
         np.testing.assert_array_equal(split.group_counts, [n0 - n0 // 2, n0 // 2, n1 - n1 // 2, n1 // 2])

@@ -30,7 +30,6 @@ from gs_jax.experiments.cmnist_core import (  # noqa: F401  (the public names of
     data_info,
     eval_steps,
     evaluators_of,
-    method_loss,
     model_of,
     restart_data,
     rows,

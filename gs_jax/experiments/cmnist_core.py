@@ -120,21 +120,6 @@ def spec_of(
     )  # fmt: skip
 
 
-def method_loss(spec: supervised.Spec, algo_state, step, logits, batch, params):
-    """``(loss, aux)`` of a restart's branch (as ``supervised.make_task`` dispatches it), for the evaluators."""
-    methods = [(algorithms.get(name), dict(stat)) for name, stat in spec.branches]
-
-    def run(i):
-        alg, stat = methods[i]
-        hp = algorithms.bind({**algo_state["hp"][i], **stat}, spec.info)
-        value, aux, _ = alg.loss(hp, algo_state["state"][i], step, logits, batch, params)
-        return value, aux
-
-    if len(methods) == 1:
-        return run(0)
-    return jax.lax.switch(algo_state["branch"], [functools.partial(run, i) for i in range(len(methods))])
-
-
 @functools.cache
 def evaluators_of(spec: supervised.Spec, eval_every: int, chunk: int = 2048) -> tuple[trainer.Evaluator, ...]:
     """Train/test metrics every ``eval_every`` steps (before that step's update) and the four environments of
@@ -146,7 +131,7 @@ def evaluators_of(spec: supervised.Spec, eval_every: int, chunk: int = 2048) -> 
         variables = evaluators.variables_of(state)
         logits = model.logits(variables, data["x"])
         batch = {k: data[k] for k in FIELDS}
-        loss, aux = method_loss(spec, state.algo_state, state.step, logits, batch, state.params)
+        loss, aux, _ = supervised.dispatch(spec, state.algo_state, state.step, logits, batch, state.params)
         test_logits = evaluators.logits(model, variables, data["test_x"], chunk)
         return {
             "loss": loss,

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gs_jax import algorithms, drivers, evaluators, models, optim, supervised, trainer
+from gs_jax import algorithms, evaluators, models, optim, posthoc, supervised, trainer
 from gs_jax.errors import check
 from gs_jax.experiments.robustness_data import Raw, Split, part_splits
 from gs_jax.metrics import mean_std
@@ -187,7 +187,7 @@ def run_table(
     for c in cands:  # JTT's first stage (Algorithm.driver), once per identification length
         if c.name == "jtt" and int(c.hp["identify_epochs"]) not in errors:
             e = int(c.hp["identify_epochs"])
-            errors[e] = drivers.jtt_identify(
+            errors[e], _ = posthoc.jtt_identify(
                 spec, xs, keys, epochs=e, chunk=chunk, progress=trainer.Progress(progress, f"JTT identification ({e} ep)"),
                 saveat=saveat._replace(checkpoint_dir=None if saveat.checkpoint_dir is None
                                        else f"{saveat.checkpoint_dir}_jtt{e}"),
