@@ -182,7 +182,8 @@ def data_info(y, *, n_outputs: int, group=None, n_groups: int = 0, env=None, n_e
                                counts, gcounts, name)  # fmt: skip
 
 
-def method_rows(methods_cfg, *, overrides=()) -> list[tuple[str, str, dict[str, Any]]]:
+def method_rows(methods_cfg, *, overrides=(), posthoc=(), info: algorithms.DataInfo | None = None
+                ) -> list[tuple[str, str, dict[str, Any]]]:  # fmt: skip
     """``(row, registry name, block)`` for each entry of ``methods.enabled`` — the one way a benchmark reads its
     method list.
 
@@ -190,6 +191,9 @@ def method_rows(methods_cfg, *, overrides=()) -> list[tuple[str, str, dict[str, 
     name whose block ``methods.<row>`` sets ``method: <registry name>`` (a named variant: Colored MNIST's ``sd`` row
     runs ``sd_rescaled``, its ``oracle`` row ``erm``). Block keys other than ``method``, the method's
     hyper-parameters and the experiment's ``overrides`` (schedule keys it reads itself) are refused in one line.
+    With ``info`` (what the data set provides), a method the data cannot run is refused up front, naming what is
+    missing (``algorithms.check_supported``); a post-hoc method (``Algorithm.posthoc``) the benchmark does not run
+    — it lists the ones it runs in ``posthoc`` — is refused too, before anything is trained.
     """
     enabled = methods_cfg["enabled"]
     enabled = (enabled,) if isinstance(enabled, str) else tuple(enabled)
@@ -208,5 +212,11 @@ def method_rows(methods_cfg, *, overrides=()) -> list[tuple[str, str, dict[str, 
         unknown = set(block) - set(alg.defaults) - set(overrides)
         check(not unknown, f"methods.{row}: unknown keys {sorted(unknown)}; {name} takes {', '.join(alg.defaults)}"
               + (f" and the schedule keys {', '.join(overrides)}" if overrides else ""))  # fmt: skip
+        if info is not None:
+            for hp in algorithms.grid(name, block):
+                algorithms.check_supported(name, hp, info)
+        check(not alg.posthoc or name in posthoc,
+              f"methods.enabled: {row!r} ({name}) is a post-hoc method this benchmark does not run"
+              f" (it runs: {', '.join(posthoc) or 'none'}) — drop it")  # fmt: skip
         out.append((row, name, block))
     return out

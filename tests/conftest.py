@@ -42,3 +42,30 @@ def in_tmp(tmp_path, monkeypatch):
     """Run the test with ``tmp_path`` as the working directory (entry points write ``runs/`` relative to it)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def entry_point(script: str):
+    """The module of an entry point (``"train/worst_group.py"``), loaded from the checkout (its ``main(argv)``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"entry_{Path(script).stem}", REPO / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tiny_fashion(root: Path, n_train: int = 300, n_test: int = 60, classes=tuple(range(10))) -> Path:
+    """Tiny Fashion-MNIST IDX files in the real format: random pixels with a learnable corner per class."""
+    import numpy as np
+
+    from gs_jax.data import mnist
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.asarray(classes, np.uint8)[np.arange(n) % len(classes)]
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        images[:, :4, :4] = labels[:, None, None] * 25
+        mnist.write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        mnist.write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root

@@ -53,7 +53,9 @@ def rows(cfg) -> list[Row]:
     """The rows of ``cfg.methods`` (``supervised.method_rows``) with their settings and schedules; ``max_steps``
     caps every schedule."""
     out = []
-    for name, method, block in supervised.method_rows(cfg.methods, overrides=SCHEDULE_KEYS):
+    provides = algorithms.DataInfo(1, n_groups=N_GROUPS, n_envs=N_ENVS, name="colored mnist")
+    for name, method, block in supervised.method_rows(cfg.methods, overrides=SCHEDULE_KEYS, posthoc=("dfr",),
+                                                      info=provides):  # fmt: skip
         schedule = {k: block.get(k, cfg.train[k]) for k in SCHEDULE_KEYS}
         schedule = {"hidden": int(schedule["hidden"]), "lr": float(schedule["lr"]), "steps": int(schedule["steps"]),
                     "grayscale": bool(schedule["grayscale"])}  # fmt: skip

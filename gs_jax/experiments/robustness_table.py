@@ -68,10 +68,7 @@ def settings(cfg, info: algorithms.DataInfo) -> list[Setting]:
     """Every (row, method, hyper-parameters) of ``methods.enabled`` (grids expanded), refusing in one line what
     this data set cannot run."""
     out = []
-    for row, name, block in supervised.method_rows(cfg.methods):
-        alg = algorithms.get(name)
-        check(not alg.posthoc, f"methods.enabled: {row!r} ({name}) is post-hoc and needs group labels; the robustness "
-              "data have none — drop it")  # fmt: skip
+    for row, name, block in supervised.method_rows(cfg.methods, info=info):
         for hp in algorithms.grid(name, block):
             algorithms.check_supported(name, hp, info)
             out.append(Setting(row, name, hp, algorithms.label(name, hp)))

@@ -106,7 +106,7 @@ def candidates(cfg, info: algorithms.DataInfo) -> list[Candidate]:
     """Every (row, setting) of ``methods.enabled``, in config order; methods the data set cannot run are refused
     here, in one line, before anything is trained."""
     out = []
-    rows = supervised.method_rows(cfg.methods, overrides=OVERRIDES)
+    rows = supervised.method_rows(cfg.methods, overrides=OVERRIDES, posthoc=("dfr", "threshold"), info=info)
     trained = [r for r, m, _ in rows if not algorithms.get(m).posthoc]
     for row, method, block in rows:
         alg = algorithms.get(method)
