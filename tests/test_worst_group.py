@@ -73,7 +73,7 @@ def test_each_restart_of_the_one_program_runs_its_rows_objective():
     cfg = _small()
     cfg.methods.sd.lam, cfg.methods.sd.gamma = (0.3, 0.1), (0.44, 2.5)
     cfg.methods.sd_paper.lam = (0.2, 1.3)
-    cfg.methods.logit_adjust.tau = (2.0,)
+    cfg.methods.logit_adjust.tau = 2.0
     cfg.methods.group_dro.eta = (0.5,)
     cands = [c for c in wg.candidates(cfg, data.info()) if c.schedule]
     ctx = wg.Context(cfg, models.build("linear", num_outputs=1), data, data.trainer_data(), data.info(),
