@@ -16,15 +16,17 @@
 # # Worst-group accuracy: a shortcut, the group it fails, and what the methods buy back (Section 4.3, Table 3)
 #
 # Gradient starvation: once a simple feature fits most of the training set, the cross-entropy gradient on the other
-# features dies out. When the simple feature is spurious — CelebA's "blond ⇒ female", or here an MNIST digit that
-# agrees with the label 95 % of the time — the network fails the groups where it disagrees.
+# features dies out. When the simple feature is spurious — CelebA's "blond ⇒ female", or here an MNIST digit — the
+# network fails the groups where it disagrees.
 #
 # Data: MNIST–Fashion **dominoes** (Shah et al. 2020): a 0/1 digit (simple, spurious) above a coat (y = 0) or a
-# dress (y = 1) (the real feature). Groups g = 2·y + digit; g1 and g2 (digit ≠ label) are 2.5 % of training each
-# and 25 % of the test set. We train ERM, SD (per-class λ, γ; the authors' CelebA form), and Group DRO (which sees
-# the group labels) as restarts of ONE vmapped program — the method is data in the algorithm state — then refit
-# ERM's last layer on group-balanced validation data (DFR). `make worst-group` runs the full protocol (JTT too,
-# 5 seeds, hyper-parameters chosen on validation).
+# dress (y = 1) (the real feature), groups g = 2·y + digit, laid out as CelebA's training set (the benchmark's
+# default): coats 85 % (digit 0 or 1 about equally), dresses 15 %, almost all with digit 0 — the dresses with digit 1
+# (g3, 0.85 %, 54 images) play CelebA's blond males; validation and test are group-balanced. We train ERM, SD (the
+# authors' CelebA form with their γ: 2.5 for the minority class, 0.44 for the majority) and Group DRO (which sees
+# the group labels) as restarts of ONE vmapped program — each restart's method is a branch of the registry — then
+# refit ERM's last layer on group-balanced validation data (DFR, the reference's L1 form). `make worst-group` runs
+# the full protocol (5 seeds, every control, three selection rules).
 
 # %%
 import os
@@ -50,14 +52,14 @@ except (
     rng = np.random.default_rng(0)
 
     def fake(n, rho):
-        y = rng.integers(0, 2, n)
-        digit = np.where(rng.random(n) < rho, y, 1 - y)
+        y = (rng.random(n) < 0.15).astype(int)  # the minority class, as in the celeba layout
+        digit = np.where(rng.random(n) < rho, 1 - y, rng.integers(0, 2, n))
         x = rng.random((n, 56, 28, 1)).astype(np.float32) * 0.3
         x[:, :28] += digit[:, None, None, None] * 0.7
         x[:, 28:] += y[:, None, None, None] * 0.2
         return groups.make_split(x, y, 2 * y + digit, 4)
 
-    data = groups.GroupData(fake(2048, 0.95), fake(600, 0.5), fake(600, 0.5), "random", "random",
+    data = groups.GroupData(fake(2048, 0.95), fake(600, 0.0), fake(600, 0.0), "random", "random",
                             ("a", "b", "c", "d"))  # fmt: skip
 print(data.description)
 print("training group counts:", data.group_counts()["train"], "| test:", data.group_counts()["test"])
@@ -82,8 +84,8 @@ n = len(data.train.y)
 EPOCHS = 1 if SMALL else 8
 methods = {
     "ERM": ("erm", {}),
-    "SD": ("sd_spw3", {"lam": (1.0, 1.0), "gamma": (-2.5, 2.5)}),
-    "Group DRO": ("group_dro", {"eta": 0.1}),
+    "SD": ("sd_spw3", {"lam": (0.1, 0.1), "gamma": (0.44, 2.5)}),
+    "Group DRO": ("group_dro", {"eta": 0.01}),
 }
 model = models.build("lenet", num_outputs=1)
 spe = n // 128

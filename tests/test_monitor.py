@@ -111,6 +111,17 @@ def test_alignment_and_identify_on_constructed_features():
     found = monitor.identify(mon, {"colour": colour, "shape": shape})
     assert found["shape"]["index"] == 2 and found["colour"]["index"] == 3 and found["shape"]["s"] == 2.0
     np.testing.assert_array_equal(monitor.alignment(mon, np.ones(n)), 0.0)
+    # uncentred (cosine): an attribute constant in Y-space (it always agrees with the label) finds the feature along
+    # the all-ones direction, which a correlation cannot see
+    ones = np.ones(n) / np.sqrt(n)
+    mon1 = monitor.Monitor(jnp.asarray(np.stack([ones, shape / np.sqrt(n), Q[:, 3]], 1)), jnp.array([3.0, 2.0, 1.0]),
+                           jnp.ones(n), jnp.zeros(n))  # fmt: skip
+    cos = monitor.alignment(mon1, np.ones(n), centred=False)
+    assert (
+        cos[0] == pytest.approx(1.0) and abs(cos[1]) < 0.2
+    )  # shape ⟂ 1 up to sampling (mean of ±1 over 200)
+    found = monitor.identify(mon1, {"item": np.ones(n), "shape": shape}, centred=False)
+    assert (found["item"]["index"], found["shape"]["index"]) == (0, 1)
     with pytest.raises(GsJaxError, match="one value per probe"):
         monitor.alignment(mon, np.ones(3))
 
