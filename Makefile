@@ -25,7 +25,7 @@ ARGS   ?=
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup setup-gpu device-check lock test test-latest test-package test-slow lint format theorem2 primal-dual train-cmnist moons robustness worst-group worst-group-calibrate starvation notebooks \
+.PHONY: help setup setup-gpu device-check lock test test-latest test-package test-slow lint format theorem2 primal-dual train-cmnist moons robustness robustness-table robustness-fig2 worst-group worst-group-calibrate starvation notebooks \
         data-mnist data-fashion data-cifar data-celeba bench bench-jax bench-peers clean
 
 help:  ## list the targets
@@ -102,8 +102,14 @@ train-cmnist: $(STAMP)  ## Colored MNIST Table 2 + Fig. 3 (ERM, SD, IRM, V-REx, 
 moons: $(STAMP)  ## two-moons Fig. 1 (a-d) + Appendix B grid -> runs/moons/latest
 	$(PY) train/moons.py $(ARGS)
 
-robustness: $(STAMP) data-fashion  ## Table 1 + Fig. 2 analogues on Fashion-MNIST (clean/PGD acc, margin CDF, ERM vs SD) -> runs/robustness/latest
+robustness: $(STAMP) data-fashion  ## Table 1 + Fig. 2 analogues on Fashion-MNIST (both parts, one summary) -> runs/robustness/latest
 	$(PY) train/robustness.py $(ARGS)
+
+robustness-table: $(STAMP) data-fashion  ## the Table 1 part alone (saturated ERM/SD, correct vs authors' attack) -> runs/robustness/latest
+	$(PY) train/robustness.py --config.fig2.enabled=false $(ARGS)
+
+robustness-fig2: $(STAMP) data-fashion  ## the Fig. 2 part alone (batch 1 × 40 epochs, 3 seeds, foolbox-2 margins) -> runs/robustness/latest
+	$(PY) train/robustness.py --config.table.enabled=false $(ARGS)
 
 worst-group: $(STAMP) data-fashion  ## Table 3 analogue: avg / worst-group acc of ERM, SD, controls, Group DRO, JTT, DFR (dominoes; CelebA via ARGS) -> runs/worst_group/latest
 	$(PY) train/worst_group.py $(ARGS)
@@ -153,9 +159,10 @@ $(PEERS_STAMP):
 	$(PEERS)/bin/pip install -q --disable-pip-version-check $(PEERS_PKGS)
 	@touch $@
 
-bench-peers: $(STAMP) $(PEERS_STAMP)  ## PyTorch peers (cmnist, moons, ntk, pgd), one JSON line each; PEER_ARGS=--small: smoke run
+bench-peers: $(STAMP) $(PEERS_STAMP)  ## PyTorch peers (cmnist, moons, ntk, pgd, fig2), one JSON line each; PEER_ARGS=--small: smoke run
 	$(PY) benchmarks/peers/export_data.py
-	@for h in cmnist moons ntk pgd; do echo "== benchmarks/peers/torch_$$h.py"; \
+	$(PY) benchmarks/peers/export_data.py --skip-cmnist --skip-moons --fig2
+	@for h in cmnist moons ntk pgd fig2; do echo "== benchmarks/peers/torch_$$h.py"; \
 	  $(PEERS_PY) benchmarks/peers/torch_$$h.py $(PEER_ARGS) || exit 1; done
 
 clean:  ## remove caches and generated notebooks (keeps .venv and runs/)

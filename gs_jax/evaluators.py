@@ -42,6 +42,9 @@ def _chunked(x, chunk: int, *rest):
     return (*out, w)
 
 
+chunked = _chunked  # public: benchmarks that evaluate their own functions in the same chunks
+
+
 def logits(model: models.Model, variables, x, chunk: int):
     """Eval-mode logits of ``x`` in chunks of ``chunk`` examples: (n,) or (n, k)."""
     xs, _ = _chunked(x, chunk)

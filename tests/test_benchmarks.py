@@ -47,6 +47,30 @@ def test_peer_small_run_reports_one_json_line(harness):
     assert rec["harness"] == f"torch_{harness}" and rec["peak_rss_mib"] > 0
 
 
+@pytest.mark.skipif(not PEERS_PY.exists(), reason="no .venv-peers (make bench-peers)")
+def test_fig2_peer_small_run_on_the_exported_data():
+    """The authors' batch-1 loop on the exported pullover/coat images: 200 steps, one JSON line."""
+    from gs_jax.data import mnist
+
+    try:
+        mnist.resolve_dir("fashion-mnist")
+    except Exception as err:  # noqa: BLE001 — no Fashion-MNIST files on this machine
+        pytest.skip(f"no Fashion-MNIST IDX files: {err}")
+    export = subprocess.run([str(REPO / ".venv" / "bin" / "python"), str(REPO / "benchmarks" / "peers" / "export_data.py"),
+                             "--skip-cmnist", "--skip-moons", "--fig2"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert export.returncode == 0, export.stderr[-2000:]
+    proc = subprocess.run([str(PEERS_PY), str(REPO / "benchmarks" / "peers" / "torch_fig2.py"), "--small", "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (
+        rec["harness"] == "torch_fig2"
+        and rec["n_train"] == 12000
+        and rec["steps"] == 200
+        and rec["ms_per_step"] > 0
+    )
+
+
 @pytest.mark.slow  # ≈ 7 s: the fast suite's budget
 def test_ntk_memory_scaling_reports_the_largest_n(capsys):
     """benchmarks/ntk.py --memory at toy sizes: the two fits are made and give a positive largest n."""

@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gs_jax"
 
 # The maths modules: they take arrays and return arrays; a caller that wants a table, a file or a figure makes it.
-MATHS = ("ntk", "features", "dynamics", "fixed_points", "losses", "attacks")
+MATHS = ("ntk", "features", "dynamics", "fixed_points", "losses", "attacks", "reference_attacks")
 FORBIDDEN = ("gs_jax.runs", "gs_jax.plotting", "matplotlib")
 
 MAX_LINES = 600

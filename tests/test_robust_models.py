@@ -176,17 +176,19 @@ def test_preact_resnet110_hand_count():
     assert 1.7e6 < total < 1.74e6  # "1.7M" for ResNet-110 (He et al., 2016)
 
 
+@pytest.mark.parametrize("form", ["banded", "patch"])
 @pytest.mark.parametrize("shape", [(2, 28, 28, 1, 12), (3, 9, 13, 3, 4)])
-def test_banded_conv_equals_lax_conv(shape):
-    """The LeNet's fast convolution (banded matmul) against XLA's own VALID convolution, on square and non-square
-    images with one and several input channels: a wrong band offset or a row/column mix-up moves it by O(1)."""
-    from gs_jax.models.convnets import _banded_conv
+def test_banded_conv_equals_lax_conv(shape, form):
+    """The LeNet's fast convolutions (banded matmul; im2col patches at small batches) against XLA's own VALID
+    convolution, on square and non-square images with one and several input channels: a wrong band offset or a
+    row/column mix-up moves it by O(1)."""
+    from gs_jax.models.convnets import _banded_conv, _patch_conv
 
     n, hh, ww, cin, f = shape
     kx, kk, kb = jax.random.split(jax.random.PRNGKey(5), 3)
     h = jax.random.normal(kx, (n, hh, ww, cin))
     kernel, bias = jax.random.normal(kk, (5, 5, cin, f)), jax.random.normal(kb, (f,))
     ref = jax.lax.conv_general_dilated(h, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    got = _banded_conv(h, kernel, bias)
+    got = (_banded_conv if form == "banded" else _patch_conv)(h, kernel, bias)
     assert got.shape == (n, hh - 4, ww - 4, f)
     np.testing.assert_allclose(got, ref + bias, rtol=1e-5, atol=1e-5)

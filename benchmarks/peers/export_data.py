@@ -12,6 +12,8 @@ Outputs (default directory ``runs/bench/peer_data/``):
   gives back gs-jax's float32 inputs bit for bit (checked here before writing). Labels ``train_y`` (R, 2, n_env) and
   ``test_y`` (R, n_test) are uint8 in {0, 1}. Also ``seeds``, ``pool`` (the pool's name) and ``e`` (colour flip
   probabilities of env0, env1, test).
+- ``fig2.npz``: the Fig. 2 analogue's training set, Fashion-MNIST pullover (2) vs coat (4) in file order
+  (``robustness_data.select_classes``): ``x_u8`` (n, 28, 28) uint8 pixels, ``y`` (n,) uint8 labels 0/1.
 - ``moons.npz``: two-moons data of ``gs_jax.data.moons.stack_seeds`` for seeds ``0 .. seeds - 1`` at margin Δ
   (default +0.1): ``x`` (S, 300, 2) float32, ``y`` (S, 300) float32 in {0, 1}, ``seeds``, ``delta``.
 
@@ -85,6 +87,17 @@ def export_moons(out: Path, seeds: int, delta: float) -> dict:
     return {"file": str(out), "seeds": seeds, "n": x.shape[1], "delta": delta}
 
 
+def export_fig2(out: Path, data_dir: str) -> dict:
+    from gs_jax.experiments.robustness_data import select_classes
+
+    images, labels = mnist.load_idx_split(
+        mnist.resolve_dir("fashion-mnist", data_dir), "train", "fashion-mnist"
+    )
+    x, y = select_classes(images, labels.astype(np.int32), (2, 4))
+    np.savez(out, x_u8=x.astype(np.uint8), y=y.astype(np.uint8))
+    return {"file": str(out), "n": len(y), "classes": "pullover (2) vs coat (4)"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=str(REPO / "runs" / "bench" / "peer_data"))
@@ -98,6 +111,12 @@ def main(argv=None) -> int:
     ap.add_argument("--delta", type=float, default=0.1)
     ap.add_argument("--skip-cmnist", action="store_true")
     ap.add_argument("--skip-moons", action="store_true")
+    ap.add_argument(
+        "--fig2", action="store_true", help="also write fig2.npz (needs the Fashion-MNIST IDX files)"
+    )
+    ap.add_argument(
+        "--fashion-dir", default="", help="Fashion-MNIST IDX directory (default: GS_DATA_DIR or Debian's)"
+    )
     args = ap.parse_args(argv)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +129,8 @@ def main(argv=None) -> int:
     if not args.skip_moons:
         info = export_moons(out_dir / "moons.npz", args.moons_seeds, args.delta)
         print(f"export: two moons {info}")
+    if args.fig2:
+        print(f"export: Fig. 2 {export_fig2(out_dir / 'fig2.npz', args.fashion_dir)}")
     print(f"export: done in {time.perf_counter() - t0:.1f} s")
     return 0
 

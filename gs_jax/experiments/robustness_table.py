@@ -2,8 +2,12 @@
 ``methods.enabled``, every (method, hyper-parameter, seed) one restart of ONE ``supervised.make_task`` program.
 
 Per restart after training (trainer evaluators): training accuracy, validation clean and PGD accuracy. A method
-with a grid (SD's λ) is reduced to one setting by ``table.select`` on the validation split; the chosen settings
-(and, for the paper's fixed λ, that one too) are attacked on the test set. The networks are ``models.build``, the
+with a grid (SD's λ) is reduced to one setting by ``table.select`` on the validation split; a setting that two rows
+share (the paper's fixed λ and the same λ in the validated grid) is trained once. The chosen settings are attacked
+on the test set twice: the correct attack (``gs_jax.attacks.pgd`` through the whole network, normalisation
+included) and the authors' (``table_1/main.py``: torchattacks' PGD with its float32 cross-entropy gradient, run on
+the de-normalised images through the network WITHOUT its input normalisation, then scored on the re-normalised
+result; SPEC §5.1, §5c); ``attack.input_scale`` picks which one the PGD columns and the curve use. The networks are ``models.build``, the
 optimiser ``optim`` (torch SGD, Nesterov, milestones), the sampler ``sampling.epochs`` (+ crop/flip), the methods
 the registry's (``sd`` is the Table 1 code's CE + λ·mean ŷ², ``erm`` plain CE), evaluation ``gs_jax.evaluators``.
 """
@@ -18,12 +22,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gs_jax import algorithms, evaluators, models, optim, posthoc, supervised, trainer
+from gs_jax import (
+    algorithms,
+    attacks,
+    posthoc,
+    evaluators,
+    models,
+    optim,
+    reference_attacks,
+    supervised,
+    trainer,
+)
 from gs_jax.errors import check
 from gs_jax.experiments.robustness_data import Raw, Split, part_splits
 from gs_jax.metrics import mean_std
 
 RULES = ("val_pgd_within_1pt", "fixed")
+INPUT_SCALES = ("correct", "authors")
 
 
 class Setting(NamedTuple):
@@ -66,7 +81,7 @@ def model_of(net, num_outputs: int) -> models.Model:
 
 def settings(cfg, info: algorithms.DataInfo) -> list[Setting]:
     """Every (row, method, hyper-parameters) of ``methods.enabled`` (grids expanded), refusing in one line what
-    this data set cannot run."""
+    this data set cannot run. Rows may repeat a setting (see :func:`distinct`)."""
     out = []
     for row, name, block in supervised.method_rows(cfg.methods, info=info):
         for hp in algorithms.grid(name, block):
@@ -75,6 +90,20 @@ def settings(cfg, info: algorithms.DataInfo) -> list[Setting]:
     check(any(s.name == "erm" and s.row == "erm" for s in out),
           "methods.enabled must hold 'erm': the reference row of the table and of the λ selection")  # fmt: skip
     return out
+
+
+def distinct(cands: list[Setting]) -> tuple[list[Setting], list[int]]:
+    """The distinct (method, hyper-parameters) of ``cands`` (each trained once) and, per candidate, its index."""
+    uniq: list[Setting] = []
+    where = []
+    for c in cands:
+        key = (c.name, c.label)
+        j = next((i for i, u in enumerate(uniq) if (u.name, u.label) == key), None)
+        if j is None:
+            uniq.append(c)
+            j = len(uniq) - 1
+        where.append(j)
+    return uniq, where
 
 
 def optimiser_of(t) -> optim.OptimSpec:
@@ -132,6 +161,30 @@ def pgd_fn(model: models.Model, steps: int, step_frac: float, clip: tuple, chunk
 
 
 @functools.cache
+def authors_pgd_fn(model: models.Model, steps: int, step_frac: float, clip: tuple, chunk: int):
+    """``f(variables_r, x, y, eps, key) -> (acc (R,), unattacked (R,), some_zero (R,))``: the authors' Table 1 attack
+    (``reference_attacks.torchattacks_pgd``) on ``model`` WITHOUT its input normalisation (the de-normalised images
+    through the net that expects normalised ones), scored by the whole ``model``; ``unattacked`` counts the examples
+    whose gradient was exactly 0 at every step, ``some_zero`` those where it was at some step."""
+    raw = models.build(model.name, input_norm="", **model.kwargs)
+
+    def one(v, x, y, eps, key):
+        xs, ys, ws = evaluators.chunked(x, chunk, y)
+
+        def body(a):
+            xc, yc, wc, i = a
+            adv, zero = reference_attacks.torchattacks_pgd(raw.logits, v, xc, yc, eps=eps, alpha=step_frac * eps,
+                                                           steps=steps, key=jax.random.fold_in(key, i), clip=clip)  # fmt: skip
+            hit = attacks.correct(model.logits(v, adv), yc)
+            return jnp.stack([jnp.sum(hit * wc), jnp.sum((zero == steps) * wc), jnp.sum((zero > 0) * wc)])
+
+        out = jnp.sum(jax.lax.map(body, (xs, ys, ws, jnp.arange(xs.shape[0]))), axis=0)
+        return out[0] / x.shape[0], out[1], out[2]
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))
+
+
+@functools.cache
 def _evaluators(model, chunk: int, has_val: bool, every: int, pgd: tuple) -> tuple[trainer.Evaluator, ...]:
     """The table program's evaluators, built once per structure so that their compiled programs are reused."""
     eps, steps, step_frac, clip, seed = pgd
@@ -154,15 +207,23 @@ def _evaluators(model, chunk: int, has_val: bool, every: int, pgd: tuple) -> tup
 def run_table(
     cfg, raw: Raw, *, saveat: trainer.SaveAt = trainer.SaveAt(), progress=None, on_eval=None
 ) -> TableRun:
-    """Train every setting × seed as one program; select per method; test clean/PGD accuracy of the chosen."""
+    """Train every distinct setting × seed as one program; select per method; test clean/PGD accuracy of the
+    chosen settings under the correct attack and the authors'."""
     t, a = cfg.table, cfg.attack
+    check(str(a.input_scale) in INPUT_SCALES,
+          f"unknown attack.input_scale {a.input_scale!r}; choose {' or '.join(INPUT_SCALES)}")  # fmt: skip
     train, val, test, k = part_splits(raw, tuple(t.classes), tuple(t.pixel_range), int(t.n_val))
+    if int(t.n_train) > 0:
+        check(int(t.n_train) <= len(train.y),
+              f"table.n_train {t.n_train} exceeds the {len(train.y)} training images left after validation")  # fmt: skip
+        train = Split(train.x[: int(t.n_train)], train.y[: int(t.n_train)])
     n, bs = len(train.y), int(t.batch_size)
     check(n >= bs, f"table.batch_size {bs} is larger than the training set ({n} images)")
     spe = n // bs
     info = supervised.data_info(train.y, n_outputs=k, name=raw.name)
     model = model_of(t.net, k)
-    cands = settings(cfg, info)
+    rows_of = settings(cfg, info)
+    cands, where = distinct(rows_of)
     seeds = list(range(int(t.restarts)))
     lo, hi = (float(v) for v in t.pixel_range)
     span, clip = hi - lo, (lo, hi)
@@ -179,7 +240,7 @@ def run_table(
         data.update(val_x=val.x, val_y=val.y, val_attack_x=val.x[: int(t.n_val_pgd)],
                     val_attack_y=val.y[: int(t.n_val_pgd)])  # fmt: skip
     keys = keys_of(cfg.seed, seeds)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     errors = {}
     for c in cands:  # JTT's first stage (Algorithm.driver), once per identification length
         if c.name == "jtt" and int(c.hp["identify_epochs"]) not in errors:
@@ -202,9 +263,10 @@ def run_table(
         saveat=saveat, progress=trainer.Progress(progress, f"table ({len(cands)} settings × {len(seeds)} seeds)", on_eval),
         layout=trainer.Layout(max_chunk=spe),  # one compiled chunk (an epoch), a progress update per epoch
     )  # fmt: skip
-    train_s = time.perf_counter() - t0
-    labels = [f"{c.label} seed {s}" for c in cands for s in seeds]
-    trainer.report_failures("robustness table", result.failed_at, labels)
+    train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    trainer.report_failures(
+        "robustness table", result.failed_at, [f"{c.label} seed {s}" for c in cands for s in seeds]
+    )
     fin = {"train_acc": result.final["train_eval_acc"]}
     if val is not None:
         fin.update(val_acc=result.final["val_acc"], val_pgd=result.final["val_attack_pgd"])
@@ -212,63 +274,80 @@ def run_table(
     val_acc = fin["val_acc"].mean(axis=1) if val is not None else None
     val_pgd = fin["val_pgd"].mean(axis=1) if val is not None else None
 
-    # per method: the chosen setting of its grid
-    rows: dict[str, list[int]] = {}
-    for i, c in enumerate(cands):
-        rows.setdefault(c.row, []).append(i)
-    ref = val_acc[rows["erm"][0]] if val_acc is not None else None
+    # per method row: the chosen setting of its grid (indices into the distinct settings)
+    members: dict[str, list[int]] = {}
+    for c, j in zip(rows_of, where, strict=True):
+        members.setdefault(c.row, []).append(j)
+    ref = val_acc[members["erm"][0]] if val_acc is not None else None
     chosen, selection = {}, {}
-    for row, members in rows.items():
-        j, reason = select(ref, None if val_acc is None else val_acc[members],
-                           None if val_pgd is None else val_pgd[members], str(t.select), float(t.select_tolerance))  # fmt: skip
-        chosen[row] = members[j]
-        selection[row] = {"setting": cands[members[j]].label, "reason": reason}
+    for row, js in members.items():
+        i, reason = select(ref, None if val_acc is None else val_acc[js],
+                           None if val_pgd is None else val_pgd[js], str(t.select), float(t.select_tolerance))  # fmt: skip
+        chosen[row] = js[i]
+        selection[row] = {"setting": cands[js[i]].label, "reason": reason}
 
     # test metrics of the chosen settings only (the other candidates' test PGD would cost as much and is unused)
-    order = list(chosen)
-    idx = np.concatenate([chosen[r] * len(seeds) + np.arange(len(seeds)) for r in order])
+    attacked = sorted(set(chosen.values()))
+    idx = np.concatenate([j * len(seeds) + np.arange(len(seeds)) for j in attacked])
     v = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], evaluators.variables_of(result.state))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     hits = np.asarray(correct_fn(model, chunk)(v, test.x, test.y), np.float64)
     n_pgd = int(t.n_test_pgd) if int(t.n_test_pgd) > 0 else len(test.y)
     xp, yp = test.x[:n_pgd], test.y[:n_pgd]
     eps_list = sorted({float(a.eps), float(a.eps_text), *(float(e) for e in a.curve)})
-    attack = pgd_fn(model, int(a.steps), float(a.step_frac), clip, chunk)
+    correct_attack = pgd_fn(model, int(a.steps), float(a.step_frac), clip, chunk)
+    authors_attack = authors_pgd_fn(model, int(a.steps), float(a.step_frac), clip, chunk)
+    main_authors = str(a.input_scale) == "authors"
     curve = {0.0: hits[:, :n_pgd].mean(axis=1)}
     for e in eps_list:
-        curve[e] = np.asarray(attack(v, xp, yp, e * span, attack_key(cfg.seed)))
-    attack_s = time.perf_counter() - t1
+        if main_authors:
+            curve[e] = np.asarray(authors_attack(v, xp, yp, e * span, attack_key(cfg.seed))[0])
+        else:
+            curve[e] = np.asarray(correct_attack(v, xp, yp, e * span, attack_key(cfg.seed)))
+    side = {"correct": np.asarray(correct_attack(v, xp, yp, float(a.eps) * span, attack_key(cfg.seed)))}
+    acc_a, unattacked, some_zero = (np.asarray(o) for o in
+                                    authors_attack(v, xp, yp, float(a.eps) * span, attack_key(cfg.seed)))  # fmt: skip
+    side["authors"] = acc_a
+    attack_s, attack_cpu = time.perf_counter() - t1, time.process_time() - c1
     methods = {}
-    for r, row in enumerate(order):
-        c, sl = cands[chosen[row]], slice(r * len(seeds), (r + 1) * len(seeds))
+    for row, j in chosen.items():
+        c, r = cands[j], attacked.index(j)
+        sl = slice(r * len(seeds), (r + 1) * len(seeds))
         m: dict[str, Any] = {"method": c.name, "setting": c.label, "hp": algorithms.numeric(c.hp),
                              "restarts": len(seeds)}  # fmt: skip
         if c.name in ("erm", "sd"):
             m["lam"] = float(c.hp["lam"]) if c.name == "sd" else 0.0
-        for key, values in (("train_acc", fin["train_acc"][chosen[row]]), ("clean_acc", hits[sl].mean(axis=1)),
-                            ("pgd_acc", curve[float(a.eps)][sl]), ("pgd_text_acc", curve[float(a.eps_text)][sl])):  # fmt: skip
+        for key, values in (("train_acc", fin["train_acc"][j]), ("clean_acc", hits[sl].mean(axis=1)),
+                            ("pgd_acc", curve[float(a.eps)][sl]), ("pgd_text_acc", curve[float(a.eps_text)][sl]),
+                            ("pgd_acc_correct_attack", side["correct"][sl]),
+                            ("pgd_acc_authors_attack", side["authors"][sl])):  # fmt: skip
             m[f"{key}_mean"], m[f"{key}_std"] = mean_std(values)
             m[f"{key}_per_seed"] = values
+        m["authors_attack_unattacked_per_seed"] = unattacked[sl].astype(int)
+        m["authors_attack_some_zero_gradient_per_seed"] = some_zero[sl].astype(int)
         m["eps"], m["eps_text"] = float(a.eps), float(a.eps_text)
         m["curve_eps"] = sorted(curve)
         m["curve_acc_mean"] = [float(np.mean(curve[e][sl])) for e in sorted(curve)]
         m["curve_acc_std"] = [float(np.std(curve[e][sl])) for e in sorted(curve)]
+        m["selection"] = selection[row]
         methods[row] = m
     sweep = {c.label: {"train_acc_mean": float(fin["train_acc"][i].mean()),
                        **({"val_acc_mean": float(val_acc[i]), "val_pgd_mean": float(val_pgd[i])}
                           if val_acc is not None else {})}
              for i, c in enumerate(cands)}  # fmt: skip
+    erm_train = float(methods["erm"]["train_acc_mean"])
     summary = {
         "model": {"name": model.name, "options": dict(model.options), "input_norm": model.input_norm},
         "n_train": n, "n_val": 0 if val is None else len(val.y), "n_test": len(test.y), "n_test_pgd": n_pgd,
         "classes": k, "steps": int(t.epochs) * spe, "epochs": int(t.epochs), "batch_size": bs,
+        "milestones": list(t.milestones), "lr": float(t.lr), "input_scale": str(a.input_scale),
+        "erm_train_acc": erm_train, "erm_saturated": erm_train >= float(t.saturation),
         "selection": {"rule": str(t.select), "rows": selection}, "sweep": sweep, "methods": methods,
-        "train_s": round(train_s, 1), "attack_s": round(attack_s, 1),
+        "train_s": round(train_s, 1), "attack_s": round(attack_s, 1), "train_cpu_s": round(train_cpu, 1),
+        "attack_cpu_s": round(attack_cpu, 1),
     }  # fmt: skip
-    records = [{"part": "table", "method": c.row, "setting": c.label, "seed": s,
-                **{kk: float(fin[kk][i, s]) for kk in fin}}
+    records = [{"part": "table", "setting": c.label, "seed": s, **{kk: float(fin[kk][i, s]) for kk in fin}}
                for i, c in enumerate(cands) for s in seeds]  # fmt: skip
-    nets = Nets(
-        model, v, {row: np.arange(r * len(seeds), (r + 1) * len(seeds)) for r, row in enumerate(order)}
-    )
-    return TableRun(summary, records, nets, test)
+    rows = {row: np.arange(r * len(seeds), (r + 1) * len(seeds)) for r, row in
+            ((attacked.index(j), row) for row, j in chosen.items())}  # fmt: skip
+    return TableRun(summary, records, Nets(model, v, rows), test)
