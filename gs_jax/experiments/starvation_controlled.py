@@ -275,7 +275,9 @@ def linearisation_gap(setups, bs, theta, *, hidden: int) -> np.ndarray:
 
 
 def _slopes(s2, z) -> np.ndarray:
-    """Least-squares slope dz/ds² of each row (seed) of ``z`` (S, B) against ``s2`` (S, B)."""
+    """Least-squares slope dz/ds² of each row (seed) of ``z`` (S, B) against ``s2`` (S, B); NaN with one b."""
+    if s2.shape[1] < 2:
+        return np.full(s2.shape[0], np.nan)
     return np.array([np.polyfit(a, b, 1)[0] for a, b in zip(s2, z, strict=True)])
 
 

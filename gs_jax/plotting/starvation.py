@@ -76,35 +76,41 @@ TITLES = {"linear_eq5": "linearised network, Eq. 5 (ridge λ)", "real_eq5": "rea
 
 def controlled(block: dict[str, Any]):
     """The controlled Theorem 2 study, four panels (linearised / real × Eq. 5 / Eq. 17): measured z_shape against b
-    (the colour feature's singular value scaled by b, every other feature fixed), mean ± std over seeds with each
-    seed's points, and the prediction (Eq. 9 or Eq. 18 at the stored U and S_b, mean over seeds) as a line."""
-    fig, axes = plt.subplots(2, 2, figsize=(9.5, 7), sharex=True)
+    (the colour feature's singular value scaled by b, every other feature fixed). Each seed has its own features,
+    so each seed is drawn in its own colour — measured points and its prediction (Eq. 9 or Eq. 18 at its stored U and
+    S_b) as a line —, with the mean ± std over seeds in black beside them."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex=True)
+    seeds = block["design"]["seeds"]
+    colours = plt.get_cmap("tab10")
     for ax, case in zip(axes.T.ravel(), ("linear_eq5", "real_eq5", "linear_eq17", "real_eq17"), strict=True):
+        if case not in block["cases"]:
+            ax.set_visible(False)
+            continue
         c = block["cases"][case]
         b = np.asarray(c["b"])
-        per_seed = np.asarray(c["z_shape_measured_per_seed"])  # (S, B)
+        meas = np.asarray(c["z_shape_measured_per_seed"])  # (S, B)
         pred = np.asarray(c["z_shape_predicted_per_seed"])
-        ax.plot(
-            b,
-            pred.mean(0),
-            "k-",
-            lw=1.5,
-            label=f"prediction ({'Eq. 9' if case.endswith('eq5') else 'Eq. 18'})",
-        )
-        if pred.shape[0] > 1:
-            ax.fill_between(b, pred.min(0), pred.max(0), color="k", alpha=0.1, label="prediction, seed range")
-        ax.errorbar(b, per_seed.mean(0), yerr=per_seed.std(0), fmt="o", color="tab:green", capsize=3,
-                    label=f"measured, mean ± std ({per_seed.shape[0]} seeds)")  # fmt: skip
-        for row in per_seed:
-            ax.plot(b, row, ".", color="tab:green", alpha=0.4, ms=4)
+        eq = "Eq. 9" if case.endswith("eq5") else "Eq. 18"
+        for i, seed in enumerate(seeds):
+            ax.plot(
+                b,
+                pred[i],
+                "-",
+                color=colours(i),
+                lw=1.2,
+                label=f"seed {seed}: {eq}" if i == 0 else f"seed {seed}",
+            )
+            ax.plot(b, meas[i], "o", color=colours(i), ms=5, mfc="none")
+        ax.errorbar(b * 1.015, meas.mean(0), yerr=meas.std(0), fmt="s", color="k", ms=3, capsize=2, lw=0.8,
+                    label=f"measured (o), mean ± std over {len(seeds)} seeds")  # fmt: skip
         slope, sd = c["slope"], c["slope_std"]
-        ax.set_title(f"{TITLES[case]}\nslope dz/ds²_c = {slope:.2e} ± {sd:.1e} (pred. {c['slope_predicted']:.2e})",
+        ax.set_title(f"{TITLES[case]}\nslope dz/ds²_c = {slope:.2e} ± {sd:.1e} (predicted {c['slope_predicted']:.2e})",
                      fontsize=8)  # fmt: skip
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6.5)
     for ax in axes[1]:
-        ax.set_xlabel("b  (s_colour → b·s_colour)")
+        ax.set_xlabel("b  (s_colour → b·s_colour; u_shape, s_shape, V fixed)")
     for ax in axes[:, 0]:
-        ax.set_ylabel("z_shape at convergence")
+        ax.set_ylabel("z_shape at the end of training")
     fig.tight_layout()
     return fig
