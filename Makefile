@@ -25,7 +25,7 @@ ARGS   ?=
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: help setup setup-gpu device-check lock test test-latest test-package test-slow lint format theorem2 primal-dual train-cmnist moons robustness robustness-table robustness-fig2 worst-group worst-group-calibrate starvation notebooks \
+.PHONY: help setup setup-gpu device-check lock test test-latest test-package test-slow lint format theorem2 primal-dual train-cmnist moons robustness robustness-table robustness-fig2 worst-group worst-group-calibrate starvation starvation-controlled notebooks \
         data-mnist data-fashion data-cifar data-celeba bench bench-jax bench-peers clean
 
 help:  ## list the targets
@@ -119,6 +119,9 @@ worst-group-calibrate: $(STAMP) data-fashion  ## ERM's worst group against the d
 
 starvation: $(STAMP)  ## the starvation monitor on Colored MNIST (ERM vs SD responses) + Theorem 2 on the network -> runs/starvation/latest
 	$(PY) train/starvation.py $(ARGS)
+
+starvation-controlled: $(STAMP)  ## make starvation + Theorem 2 controlled (one singular value moved, Eq. 5 / Eq. 17) -> runs/starvation/latest
+	$(PY) train/starvation.py --config configs/starvation.py:controlled $(ARGS)
 
 notebooks: $(STAMP)  ## pair every notebooks/*.py with a generated .ipynb (jupytext)
 	$(VENV)/bin/jupytext --to ipynb notebooks/*.py

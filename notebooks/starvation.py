@@ -101,4 +101,8 @@ plt.show()
 
 # %% [markdown]
 # The same monitor on the paper's Colored MNIST (colour vs shape, ERM vs SD) and Theorem 2 measured on a trained
-# network against Eq. 9's prediction: `make starvation`.
+# network against Eq. 9's prediction: `make starvation`. `make starvation-controlled` adds the controlled version of
+# Theorem 2: the network is reparametrised as θ = θ₀ + P_b ϑ with P_b = I + (b − 1)v_c v_cᵀ (v_c the colour feature's
+# right singular vector), so that only the colour feature's strength moves (s_c → b·s_c) and every other feature is
+# the same vector at every b; linearised and real networks are trained under Eq. 5 (ridge) and Eq. 17 (SD) and their
+# shape response compared with Eq. 9 / Eq. 18's fixed points (`gs_jax.experiments.starvation_controlled`).

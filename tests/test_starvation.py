@@ -102,8 +102,35 @@ def test_entry_point_writes_the_contract(whole_run):
     for r in s["sweep"]:
         assert {"s_colour_sq", "z_shape_measured", "z_shape_predicted"} <= set(r)
         assert r["s_colour_sq"] > 0
-    for f in ("table.md", "responses.png", "theorem2_network.png", "responses.npz", "metrics.jsonl"):
+    for f in ("table.md", "responses.png", "theorem2_network.png", "theorem2_controlled.png", "responses.npz",
+              "metrics.jsonl"):  # fmt: skip
         assert (out / f).is_file(), f
+    # (a) held to Eq. 17's fixed point: the prediction is the stored U's (1ᵀu_shape)/(1ᵀu_colour)
+    for m in ("erm", "sd"):
+        f = s["fixed_point_check"][m]
+        assert np.isfinite(f["z_shape_over_z_colour_measured"]) and f["m_star_eq18"] == pytest.approx(
+            0.2223, abs=1e-4
+        )
+    # (c) the output contract of the controlled study
+    c = s["controlled"]
+    keys = {"b", "s_colour_sq", "z_shape_measured_mean", "z_shape_measured_std", "z_shape_predicted", "slope",
+            "slope_std", "grad_norm_final"}  # fmt: skip
+    for case in ("linear_eq5", "real_eq5", "linear_eq17", "real_eq17"):
+        assert keys <= set(c["cases"][case]), case
+        assert c["cases"][case]["b"] == [0.5, 2.0]
+    s2 = np.asarray(c["cases"]["linear_eq5"]["s_colour_sq_per_seed"])
+    np.testing.assert_allclose(s2[:, 1] / s2[:, 0], 16.0, rtol=1e-12)  # only s_colour moves, as b²
+    for case in ("real_eq5", "real_eq17"):  # two b values: the least-squares slope is the secant, per seed
+        z = np.asarray(c["cases"][case]["z_shape_measured_per_seed"])
+        secant = (z[:, 1] - z[:, 0]) / (s2[:, 1] - s2[:, 0])
+        assert c["cases"][case]["slope"] == pytest.approx(secant.mean(), rel=1e-6)
+        assert c["cases"][case]["slope_std"] == pytest.approx(secant.std(), rel=1e-6, abs=1e-12)
+    # the harness test: on the linearised network the measured z_shape is Eq. 9's / Eq. 18's fixed point to the
+    # solver's certified bound (strong convexity: s_shape‖∇L‖/λ for Eq. 5, ‖μv − σ(−v)‖/μ for Eq. 17)
+    for case in ("linear_eq5", "linear_eq17"):
+        assert c["cases"][case]["within_tolerance"], c["cases"][case]
+        assert c["cases"][case]["abs_diff_measured_predicted_max"] < 1e-4
+    assert {"z_shape_real_minus_linear", "nonlinearity_part", "kernel_change"} <= set(c["gap_eq5"])
     z = np.load(out / "responses.npz")
     np.testing.assert_allclose(z["erm_z_colour"][:, 0], 0.0, atol=1e-5)  # centred: 0 at initialisation
     assert jnp.asarray(z["erm_steps"])[0] == 0
@@ -124,26 +151,34 @@ def test_kill_and_resume_equals_the_uninterrupted_run(whole_run, monkeypatch, ca
     times aside) and metrics.jsonl equal the uninterrupted run's."""
     from gs_jax import runs
 
-    updates = {"n": 0}
+    seen = []
 
-    class Dying:
-        def __init__(self, *a, **kw):
-            pass
+    def dying_at(desc_part, nth):
+        class Dying:
+            def __init__(self, *a, desc="", **kw):
+                self.desc = desc
 
-        def update(self, n):
-            updates["n"] += 1
-            if updates["n"] == 6:  # the second method's training, after a few checkpointed chunks
-                raise KeyboardInterrupt
+            def update(self, n):
+                seen.append(self.desc)
+                if desc_part in self.desc and seen.count(self.desc) == nth:
+                    raise KeyboardInterrupt
 
-        def close(self):
-            pass
+            def close(self):
+                pass
+
+        return Dying
 
     root = whole_run
-    monkeypatch.setattr(runs, "progress", Dying)
-    assert _entry().main([*SMALL, "--runs-dir", str(root), "--name", "killed"]) == 130
-    assert "continue with `--resume killed`" in capsys.readouterr().err
-    monkeypatch.undo()
-    assert (root / "starvation" / "latest").resolve().name == "whole"
+    # killed in SD's training (after checkpointed chunks), then, resumed, killed again inside the controlled study
+    # (after its first cases were saved); the second resume completes the run
+    for where, nth in (("responses: sd", 2), ("controlled: linear eq17", 1)):
+        monkeypatch.setattr(runs, "progress", dying_at(where, nth))
+        args = ["--name", "killed"] if where.startswith("responses") else ["--resume", "killed"]
+        assert _entry().main([*SMALL, "--runs-dir", str(root), *args]) == 130
+        assert "continue with `--resume killed`" in capsys.readouterr().err
+        monkeypatch.undo()
+        assert (root / "starvation" / "latest").resolve().name == "whole"
+    assert (root / "starvation" / "killed" / "checkpoints" / "controlled" / "real_eq5.npz").is_file()
     assert _entry().main([*SMALL, "--runs-dir", str(root), "--resume", "killed"]) == 0
     runs_dir = root / "starvation"
     a, b = (json.loads((runs_dir / n / "summary.json").read_text()) for n in ("whole", "killed"))
@@ -177,7 +212,7 @@ def test_data_dir_reads_an_idx_directory(tmp_path):
     assert pool.train_images.shape == (200, 28, 28) and pool.test_images.shape == (20, 28, 28)
     argv = [*SMALL, f"--config.data.dir={d}", "--config.data.verify=false", "--config.data.n_train_pool=200",
             "--config.responses.restarts=1", "--config.sweep.restarts=1", "--config.sweep.intensities=1.0",
-            "--config.max_steps=5", "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+            "--config.max_steps=5", "--config.controlled.enabled=false", "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
     assert _entry().main(argv) == 0
     s = json.loads((tmp_path / "runs" / "starvation" / "latest" / "summary.json").read_text())
     assert s["data"] == str(d) and len(s["sweep"]) == 1

@@ -41,16 +41,9 @@ from gs_jax.data import colored_mnist as cm
 from gs_jax.data import mnist
 from gs_jax.errors import check
 from gs_jax.experiments import cmnist
+from gs_jax.experiments import starvation_controlled as controlled
 from gs_jax.metrics import mean_std
 from gs_jax.reporting import markdown_table
-
-
-def _attributes(envs, m: int) -> dict[str, np.ndarray]:
-    """Colour-label and shape-label agreement (±1) of the first ``m`` examples of each environment (Y-space)."""
-    y = np.concatenate([e.y[:m] for e in envs])
-    colour = np.concatenate([e.color[:m] for e in envs])
-    noisy = np.concatenate([e.noisy[:m] for e in envs])
-    return {"colour": np.where(colour == y, 1.0, -1.0), "shape": np.where(noisy, -1.0, 1.0)}
 
 
 def pool_of(cfg) -> mnist.Pool:
@@ -114,7 +107,7 @@ def run_responses(cfg, progress=None, run_dir=None) -> dict[str, Any]:
         params0 = model.init(jax.random.PRNGKey(seeds[i]), data["x"][i][:1])["params"]
         mon = monitor.at_reference(apply, params0, jnp.asarray(probe_x[i]), probe_y[i], int(r.k))
         mons.append(mon)
-        found.append(monitor.identify(mon, _attributes(rs.train, m)))
+        found.append(monitor.identify(mon, controlled.attributes(rs.train, m)))
     out["features"] = found
     out["monitors"] = mons
     data = {**data, "probe_x": probe_x, "monitor": tuple(monitor.stack(mons))}
@@ -221,7 +214,7 @@ def run_sweep(cfg, progress=None, run_dir=None) -> list[dict[str, Any]]:
             key = jax.random.PRNGKey(s)
             p0 = model.init(key, x[:1])["params"]
             mon = monitor.at_reference(apply, p0, jnp.asarray(x), y, n - 1, method="dense")
-            ids = monitor.identify(mon, _attributes(rs.train, half))
+            ids = monitor.identify(mon, controlled.attributes(rs.train, half))
             cases.append({"a": float(a), "seed": s, "mon": mon, "ids": ids})
             datas.append({"x": x, "y": y, "yhat0": np.asarray(mon.yhat0, np.float32)})
             keys.append(key)
@@ -283,8 +276,34 @@ SUMMARY_KEYS = (
 )
 
 
+def fixed_point_check(resp: dict[str, Any], mu: float) -> dict[str, dict[str, Any]]:
+    """What part (a)'s runs can be held to (per method, mean ± std over restarts): Eq. 17's fixed point puts every
+    margin yᵢŷᵢ at m* = α*/μ (Eq. 18), so its uncentred responses z = UᵀYŷ = m*·Uᵀ1 and z_shape / z_colour =
+    (1ᵀu_shape) / (1ᵀu_colour) from the stored U. μ is the SD run's weight after its anneal step in Eq. 17's summed
+    form. ERM (no regulariser) has no finite fixed point: its numbers are given beside, without a prediction."""
+    m_star = controlled.eq18_alpha(mu) / mu
+    out = {}
+    for name, m in resp["methods"].items():
+        ratio_m, ratio_p, margins = [], [], []
+        for j, (mon, f) in enumerate(zip(resp["monitors"], resp["features"], strict=True)):
+            U, y = np.asarray(mon.U, np.float64), np.asarray(mon.y, np.float64)
+            oc, os_ = np.sign(f["colour"]["corr"]), np.sign(f["shape"]["corr"])
+            z = U.T @ (y * np.asarray(m["probe_logits"][j], np.float64))  # uncentred responses at the end
+            ratio_m.append(os_ * z[f["shape"]["index"]] / (oc * z[f["colour"]["index"]]))
+            ratio_p.append(os_ * U[:, f["shape"]["index"]].sum() / (oc * U[:, f["colour"]["index"]].sum()))
+            margins.append(y * np.asarray(m["probe_logits"][j], np.float64))
+        margins = np.stack(margins)
+        out[name] = {"z_shape_over_z_colour_measured": float(np.mean(ratio_m)),
+                     "z_shape_over_z_colour_measured_std": float(np.std(ratio_m)),
+                     "z_shape_over_z_colour_predicted_eq17": float(np.mean(ratio_p)),
+                     "z_shape_over_z_colour_predicted_eq17_std": float(np.std(ratio_p)),
+                     "margin_mean": float(margins.mean()), "margin_std_within_restart": float(margins.std(1).mean()),
+                     "m_star_eq18": float(m_star), "mu": float(mu)}  # fmt: skip
+    return out
+
+
 def run_starvation(cfg, run_dir, progress=None) -> dict[str, Any]:
-    """``make starvation``: (a), (b), summary.json, tables, figures."""
+    """``make starvation``: (a), (b), (c), summary.json, tables, figures."""
     from gs_jax.plotting import starvation as plots
 
     check_config(cfg)
@@ -295,6 +314,7 @@ def run_starvation(cfg, run_dir, progress=None) -> dict[str, Any]:
     summary["features"] = resp["features"]
     summary["methods"] = {name: {k: v for k, v in m.items() if k in SUMMARY_KEYS}
                           for name, m in resp["methods"].items()}  # fmt: skip
+    summary["fixed_point_check"] = fixed_point_check(resp, float(cfg.controlled.mu))
     np.savez(run_dir.file("responses.npz"), **{f"{n}_{k}": np.asarray(m[k]) for n, m in resp["methods"].items()
                                                 for k in ("steps", "z_colour", "z_shape")})  # fmt: skip
     t1 = time.perf_counter()
@@ -307,15 +327,35 @@ def run_starvation(cfg, run_dir, progress=None) -> dict[str, Any]:
     summary["sweep_corr_measured_predicted"] = (
         float(np.corrcoef(meas, pred)[0, 1]) if len(sweep) > 2 else None
     )
+    summary["sweep_note"] = ("the natural knob: the colour intensity changes the NTK itself (U rotates, the shape "
+                             "feature is re-identified at every intensity); see `controlled` for the study in which "
+                             "only s_colour moves")  # fmt: skip
+    run_dir.write_summary(summary)
+    if cfg.controlled.enabled:
+        t1 = time.perf_counter()
+        summary["controlled"] = controlled.run(cfg, pool_of(cfg), run_dir, progress)
+        summary["controlled_s"] = round(time.perf_counter() - t1, 1)
     summary["wall_s_total"] = round(time.perf_counter() - t0, 1)
     run_dir.write_summary(summary)
+    text = report(cfg, summary, resp)
+    print(text)
+    run_dir.write_text("table.md", text)
+    run_dir.save_figure(plots.responses(resp["methods"]), "responses")
+    run_dir.save_figure(plots.sweep(sweep, float(cfg.sweep.lam)), "theorem2_network")
+    if "controlled" in summary:
+        run_dir.save_figure(plots.controlled(summary["controlled"]), "theorem2_controlled")
+    print(f"[gs-jax] starvation: {summary['wall_s_total']:.1f} s -> {run_dir.path}", file=sys.stderr)
+    return summary
 
+
+def report(cfg, summary: dict[str, Any], resp: dict[str, Any]) -> str:
+    """The tables of table.md."""
     rows = [{"method": n.upper(), "z_colour (end)": f"{m['z_colour_final']:.3f} ± {m['z_colour_final_std']:.3f}",
              "z_shape (end)": f"{m['z_shape_final']:.3f} ± {m['z_shape_final_std']:.3f}",
              "train acc": f"{100 * m['train_acc']:.1f}", "test acc": f"{100 * m['test_acc']:.1f}"}
             for n, m in summary["methods"].items()]  # fmt: skip
     text = markdown_table(
-        rows, f"Responses at the end of training (mean ± std over {len(resp['seeds'])} restarts)"
+        rows, f"(a) Responses at the end of training (centred; mean ± std over {len(resp['seeds'])} restarts)"
     )
     feats = resp["features"]
     text += ("\nidentified features (per restart: index, correlation, s²): colour "
@@ -323,17 +363,55 @@ def run_starvation(cfg, run_dir, progress=None) -> dict[str, Any]:
              + " | shape "
              + "; ".join(f"{f['shape']['index']}, {f['shape']['corr']:.2f}, {f['shape']['s'] ** 2:.0f}" for f in feats)
              + "\n\n")  # fmt: skip
+    fps = summary["fixed_point_check"]
+    frows = [{"method": n.upper(),
+              "z_shape / z_colour (uncentred, end)": f"{f['z_shape_over_z_colour_measured']:.3f} ± {f['z_shape_over_z_colour_measured_std']:.3f}",
+              "Eq. 17 fixed point (1ᵀu_shape / 1ᵀu_colour)": f"{f['z_shape_over_z_colour_predicted_eq17']:.3f} ± {f['z_shape_over_z_colour_predicted_eq17_std']:.3f}",
+              "margin yŷ: mean, spread": f"{f['margin_mean']:.2f}, {f['margin_std_within_restart']:.2f}",
+              "Eq. 18's m* (spread 0)": f"{f['m_star_eq18']:.3f}"} for n, f in fps.items()]  # fmt: skip
+    text += (
+        markdown_table(frows, f"(a) held to Eq. 17's fixed point (μ = {cfg.controlled.mu:g}; ERM has none)")
+        + "\n"
+    )
     srows = [{"intensity a": f"{r['intensity']:.2f}", "s_colour²": f"{r['s_colour_sq']:.0f}",
               "s_shape²": f"{r['s_shape_sq']:.0f}", "z_shape measured": f"{r['z_shape_measured']:.3f}",
               "z_shape predicted (Eq. 9)": f"{r['z_shape_predicted']:.3f}",
               "z_colour measured / predicted": f"{r['z_colour_measured']:.2f} / {r['z_colour_predicted']:.2f}"}
-             for r in sweep]  # fmt: skip
-    text += markdown_table(srows, f"Theorem 2 on the network (λ = {cfg.sweep.lam:g}, n = {cfg.sweep.n}, "
-                                  f"{cfg.sweep.restarts} restarts, means)")  # fmt: skip
-    text += f"\ncorrelation(measured, predicted z_shape) over the sweep: {summary['sweep_corr_measured_predicted']}\n"
-    print(text)
-    run_dir.write_text("table.md", text)
-    run_dir.save_figure(plots.responses(resp["methods"]), "responses")
-    run_dir.save_figure(plots.sweep(sweep, float(cfg.sweep.lam)), "theorem2_network")
-    print(f"[gs-jax] starvation: {summary['wall_s_total']:.1f} s -> {run_dir.path}", file=sys.stderr)
-    return summary
+             for r in summary["sweep"]]  # fmt: skip
+    text += markdown_table(srows, f"(b) the natural knob: colour intensity (λ = {cfg.sweep.lam:g}, n = {cfg.sweep.n}, "
+                                  f"{cfg.sweep.restarts} restarts, means; U rotates with a)")  # fmt: skip
+    text += f"\ncorrelation(measured, predicted z_shape) over the sweep: {summary['sweep_corr_measured_predicted']}\n\n"
+    if "controlled" in summary:
+        text += controlled_report(summary["controlled"])
+    return text
+
+
+def controlled_report(block: dict[str, Any]) -> str:
+    """(c) per case and b: s_colour², z_shape measured (mean ± std) / predicted, grad norm; slopes."""
+    d = block["design"]
+    out = (f"(c) controlled: only s_colour moves (P_b = I + (b − 1)v_c v_cᵀ); n = {d['n']}, hidden {d['hidden']}, "
+           f"seeds {d['seeds']}, λ (Eq. 5) = {d['lambda_eq5']:g}, μ (Eq. 17) = {d['mu_eq17']:g}; {d['solver']}\n\n")  # fmt: skip
+    for case, c in block["cases"].items():
+        rows = [{"b": f"{b:g}", "s_colour²": f"{s2:.0f}", "z_shape measured": f"{m:.4f} ± {sd:.4f}",
+                 "z_shape predicted": f"{p:.4f}", "max ‖∇L‖": f"{max(g[j] for g in c['grad_norm_final']):.2e}"}
+                for j, (b, s2, m, sd, p) in enumerate(zip(c["b"], c["s_colour_sq"], c["z_shape_measured_mean"],
+                                                          c["z_shape_measured_std"], c["z_shape_predicted"], strict=True))]  # fmt: skip
+        out += markdown_table(rows, f"{case}: slope dz_shape/ds²_colour {c['slope']:.3e} ± {c['slope_std']:.1e} "
+                                    f"(predicted {c['slope_predicted']:.3e}); max |measured − predicted| "
+                                    f"{c['abs_diff_measured_predicted_max']:.2e}"
+                                    + (f", solver bound {c['tolerance_bound_max']:.2e}" if "tolerance_bound_max" in c else ""))  # fmt: skip
+        out += "\n"
+    if "gap_eq5" in block:
+        g = block["gap_eq5"]
+        out += ("Eq. 5 real − linear z_shape per b: " + ", ".join(f"{v:.3f}" for v in g["z_shape_real_minus_linear"])
+                + "; of which the non-linearity at the real solution: " + ", ".join(f"{v:.3f}" for v in g["nonlinearity_part"])
+                + "; kernel change at b ≈ 1 (‖ΔK‖/‖K‖, shape and colour strength ratios): "
+                + "; ".join(f"{k['rel_change_fro']:.3f}, {k['shape_strength_ratio']:.2f}, {k['colour_strength_ratio']:.2f}"
+                            for k in g["kernel_change"]) + "\n")  # fmt: skip
+    if "gap_eq5_width" in block:
+        rows = [{"hidden": str(r["hidden"]), "z_shape real": f"{r['z_shape_real']:.4f}",
+                 "z_shape linearised": f"{r['z_shape_linear']:.4f}", "Eq. 9": f"{r['z_shape_predicted']:.4f}",
+                 "real / Eq. 9": f"{r['real_over_predicted']:.2f}",
+                 "‖ΔK‖/‖K‖": f"{r['kernel_change']['rel_change_fro']:.3f}"} for r in block["gap_eq5_width"]]  # fmt: skip
+        out += markdown_table(rows, "Eq. 5 real-vs-linear gap against the width (first seed, b = 1)") + "\n"
+    return out
