@@ -266,7 +266,17 @@ def _main(root, args, progress=None):
 
 
 # every row of the small variant but dfr_l2 (its L2 Newton fits compile per subsample size; tested on features above)
-ROWS = ("erm", "sd", "sd_paper", "logit_adjust", "erm_threshold", "group_dro", "group_dro_uniform", "jtt", "dfr")
+ROWS = (
+    "erm",
+    "sd",
+    "sd_paper",
+    "logit_adjust",
+    "erm_threshold",
+    "group_dro",
+    "group_dro_uniform",
+    "jtt",
+    "dfr",
+)
 
 
 def _args(fashion_dir, name):

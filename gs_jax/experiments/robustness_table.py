@@ -25,10 +25,10 @@ import numpy as np
 from gs_jax import (
     algorithms,
     attacks,
-    posthoc,
     evaluators,
     models,
     optim,
+    posthoc,
     reference_attacks,
     supervised,
     trainer,
