@@ -16,7 +16,7 @@ import pytest
 from gs_jax import algorithms, config, metrics, models, posthoc, runs, selection, supervised
 from gs_jax.data import celeba, celeba_download, groups, mnist
 from gs_jax.errors import GsJaxError
-from gs_jax.experiments import worst_group as wg
+from gs_jax.experiments import worst_group_train as wg
 
 N = 64
 

@@ -24,7 +24,7 @@ import numpy as np
 from gs_jax import algorithms, monitor, posthoc, selection
 from gs_jax.data import groups
 from gs_jax.errors import check
-from gs_jax.experiments import worst_group as wg
+from gs_jax.experiments import worst_group_train as wg
 
 # ---------------------------------------------------------------------------------------------------------------
 # ρ calibration
