@@ -22,6 +22,9 @@ PYTHON_NEWEST ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 py
 PACKAGE_VENV  := .venv-package
 ARGS   ?=
 
+# test processes for `make test` (pytest-xdist; one per core here; whole files per process, so module fixtures are
+# built once)
+TEST_WORKERS ?= 2
 export PYTHONHASHSEED := 0
 export TF_CPP_MIN_LOG_LEVEL := 3
 
@@ -55,7 +58,7 @@ lock:  ## re-resolve requirements.in into requirements.lock (exact versions + ha
 
 test: $(STAMP)  ## fast test suite (< 10 min on 2 CPU cores; `slow` tests deselected); installs Fashion-MNIST first
 	@$(MAKE) --no-print-directory data-fashion || echo "test: Fashion-MNIST could not be installed; its tests skip"
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-latest:  ## the core's tests on the newest jax/flax/optax/diffrax (unlocked, no neural-tangents) in .venv-latest
 	@test -x $(LATEST)/bin/python || python3 -m venv $(LATEST)

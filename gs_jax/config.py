@@ -87,8 +87,10 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def parse_value(raw: str, like: Any, key: str = "value") -> Any:
-    """Parse the command-line string ``raw`` to the type of the current value ``like``."""
+def parse_value(raw: str, like: Any, key: str = "value", grid: bool = False) -> Any:
+    """Parse the command-line string ``raw`` to the type of the current value ``like``. With ``grid`` (a method's
+    hyper-parameter, ``methods.*``), a number may also be given as a comma-separated list: a tuple, i.e. a grid
+    the benchmark trains value by value (``gs_jax.algorithms.grid``)."""
 
     def fail(expected: str) -> GsJaxError:
         return GsJaxError(f"config key '{key}' expects {expected}, got {raw!r}")
@@ -98,6 +100,8 @@ def parse_value(raw: str, like: Any, key: str = "value") -> Any:
         if low in _TRUE | _FALSE:
             return low in _TRUE
         raise fail("a bool (true/false)")
+    if grid and isinstance(like, (int, float)) and not isinstance(like, bool) and "," in raw:
+        return parse_value(raw, (like,), key)
     if isinstance(like, int):
         try:
             return int(raw)
@@ -157,8 +161,11 @@ def apply_overrides(cfg: ConfigDict, overrides: Mapping[str, str] | Iterable[str
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise GsJaxError(f"unknown config key '{key}'; {hint}valid keys: {', '.join(valid)}")
+        value = parse_value(raw, node[leaf], key, grid=key.startswith("methods."))
         with node.unlocked():
-            node[leaf] = parse_value(raw, node[leaf], key)
+            if type(value) is not type(node[leaf]) and isinstance(value, tuple):
+                del node[leaf]  # a number became a grid of numbers (the field's type changes)
+            node[leaf] = value
     out.lock()
     return out
 

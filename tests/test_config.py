@@ -115,3 +115,16 @@ def test_parse_cli(cfg_file):
 def test_flat_keys():
     c = ml_collections.ConfigDict({"a": 1, "b": {"c": 2, "d": {"e": 3}}})
     assert gs_config.flat_keys(c) == ["a", "b.c", "b.d.e"]
+
+
+def test_a_method_hyper_parameter_becomes_a_grid_from_the_command_line():
+    cfg = gs_config.load_config("configs/worst_group.py")
+    out = gs_config.apply_overrides(cfg, ["methods.logit_adjust.tau=0.5,1,2", "methods.group_dro.eta=0.1"])
+    assert out.methods.logit_adjust.tau == (0.5, 1.0, 2.0) and out.methods.group_dro.eta == (
+        0.1,
+    )  # a grid stays one
+    assert cfg.methods.logit_adjust.tau == 1.0  # the original is untouched
+    with pytest.raises(GsJaxError, match="'seed' expects an int"):
+        gs_config.apply_overrides(cfg, ["seed=1,2"])  # only methods.* numbers take a list
+    with pytest.raises(GsJaxError, match="expects a comma-separated list of numbers"):
+        gs_config.apply_overrides(cfg, ["methods.logit_adjust.tau=0.5,x"])

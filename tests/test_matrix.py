@@ -17,7 +17,8 @@ BENCHMARKS = {
     "cmnist": ("train/cmnist.py", "configs/cmnist.py:small", {"group", "env", "binary"}, {"dfr"},
                ["--config.restarts=1", "--config.max_steps=4", "--config.eval_every=2"]),
     "worst_group": ("train/worst_group.py", "configs/worst_group.py:small", {"group", "binary"}, {"dfr", "threshold"},
-                    ["--config.seeds=1", "--config.data.max_eval=40", "--config.data.verify=false"]),
+                    ["--config.seeds=1", "--config.data.max_eval=40", "--config.data.verify=false",
+                     "--config.responses.enabled=false"]),
     "robustness": ("train/robustness.py", "configs/robustness.py:small", set(), set(),
                    ["--config.table.restarts=1", "--config.fig2.enabled=false", "--config.data.verify=false"]),
 }  # fmt: skip

@@ -525,3 +525,35 @@ def test_fig1_claims_on_ten_seeds(in_tmp):
         }
     )
     assert "margin / bound" in (out / "table.md").read_text()
+
+
+def test_kill_and_resume_equals_the_uninterrupted_run(in_tmp, monkeypatch):
+    """Killed during its second case and continued with --resume, a moons run ends with the uninterrupted run's
+    summary (wall times aside) and metrics.jsonl: the first case comes back from its checkpoint."""
+    from gs_jax import checkpoints
+
+    repo, mod = _moons_entry()
+    base = ["--config", str(repo / "configs/moons.py:small"), "--config.run=sep,sep_sd", "--config.appendix_b=sep",
+            "--config.fig1=sep", "--config.seeds=1", "--runs-dir", str(in_tmp / "runs")]  # fmt: skip
+    assert mod.main([*base, "--name", "whole"]) == 0
+    real_save, saves = checkpoints.save_run, {"n": 0}
+
+    def save_then_die(*args, **kw):
+        saves["n"] += 1
+        if saves["n"] == 2:  # sep is done and checkpointed; sep_sd dies before its first checkpoint
+            raise KeyboardInterrupt
+        return real_save(*args, **kw)
+
+    monkeypatch.setattr(checkpoints, "save_run", save_then_die)
+    assert mod.main([*base, "--name", "killed"]) == 130
+    monkeypatch.setattr(checkpoints, "save_run", real_save)
+    assert mod.main([*base, "--resume", "killed"]) == 0
+    runs_dir = in_tmp / "runs" / "moons"
+    whole, resumed = (json.loads((runs_dir / n / "summary.json").read_text()) for n in ("whole", "killed"))
+    for s in (whole, resumed):
+        for case in s["cases"].values():
+            case.pop("wall_s")
+    assert whole["cases"] == resumed["cases"] and whole["fig1d"] == resumed["fig1d"]
+    assert (runs_dir / "whole" / "metrics.jsonl").read_text() == (
+        runs_dir / "killed" / "metrics.jsonl"
+    ).read_text()

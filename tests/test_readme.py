@@ -93,3 +93,46 @@ def test_responses_and_k_classes(guide):
     for c in range(3):
         np.testing.assert_allclose(np.asarray(ovr.s[c]) ** 2, _top_eigs(K[c::3, c::3], Y[:, c], 4), rtol=1e-3)
     np.testing.assert_allclose(np.asarray(joint.s) ** 2, _top_eigs(K, Y.reshape(-1), 4), rtol=1e-3)
+
+
+def test_add_a_method_section_names_what_exists_and_its_commands_parse():
+    """The "Add a method" section: the record, config entry and test it names exist, and each of its commands is a
+    valid invocation (config, overrides, every listed method a registered one this benchmark accepts)."""
+    import shlex
+
+    from gs_jax import algorithms, supervised
+    from gs_jax.cli import parse_cli
+
+    text = README.read_text()
+    section = text.split("\n## Add a method\n", 1)[1].split("\n## ", 1)[0]
+    root = README.parent
+    assert "logit_adjust_loss" in (root / "gs_jax" / "algorithms.py").read_text()
+    assert (
+        "def test_logit_adjustment_class_and_group_priors"
+        in (root / "tests" / "test_algorithms.py").read_text()
+    )
+    assert (root / "tests" / "test_matrix.py").is_file()
+    targets = {"train-cmnist": "configs/cmnist.py", "worst-group": "configs/worst_group.py",
+               "robustness-table": "configs/robustness.py"}  # fmt: skip
+    commands = re.findall(r"^make (\S+)\s+ARGS=\"(.*?)\"$", section, flags=re.M)
+    assert {t for t, _ in commands} == set(targets), commands
+    for target, args in commands:
+        cfg = parse_cli(shlex.split(args), str(root / targets[target])).config
+        rows = supervised.method_rows(cfg.methods, overrides=_overrides(target))
+        assert "logit_adjust" in [name for _, name, _ in rows]
+        for _, name, block in rows:
+            assert algorithms.grid(name, block), (target, name)
+
+
+def _overrides(target: str) -> tuple[str, ...]:
+    """The schedule keys each benchmark's method blocks may carry beside the method's hyper-parameters (what its
+    own ``method_rows`` call passes)."""
+    if target == "worst-group":
+        from gs_jax.experiments.worst_group_train import OVERRIDES
+
+        return OVERRIDES
+    if target == "train-cmnist":
+        from gs_jax.experiments.cmnist_core import SCHEDULE_KEYS
+
+        return SCHEDULE_KEYS
+    return ()

@@ -149,11 +149,14 @@ def train_moons(
     chunk_steps: int = 10_000,
     progress: Callable | None = None,
     desc: str = "",
+    checkpoint_dir=None,
+    resume: bool = False,
 ) -> MoonsResult:
     """Train one case for ``steps`` full-batch steps on every seed at once (``vmap`` over seeds, ``lax.scan``).
 
     Steps run in compiled chunks of ``chunk_steps`` (the 100,000-step "longer" case reuses the 10,000-step
     program). ``record_every`` steps the pre-update training logits are kept (for the z-curves of Fig. 1(d)).
+    ``checkpoint_dir``/``resume``: the trainer's checkpoints (``--resume`` continues a case where it stopped).
     """
     check(
         steps >= 1 and record_every >= 1, f"steps and record_every must be ≥ 1, got {steps}, {record_every}"
@@ -175,7 +178,7 @@ def train_moons(
             algo_state={"sd_coef": np.full(n_seeds, hyper.sd_coef, np.float32)},
             opt_hyperparams={"lr": hyper.lr, "weight_decay": hyper.weight_decay},
         ),
-        saveat=trainer.SaveAt(record_every=record_every),
+        saveat=trainer.SaveAt(record_every=record_every, checkpoint_dir=checkpoint_dir, resume=resume),
         progress=trainer.Progress(progress, desc),
         layout=trainer.Layout(
             restart_block=trainer.auto_restart_block(np.shape(x_sn2)[1] * arch.hidden * arch.n_hidden * 4),
@@ -373,8 +376,10 @@ def train_moons_case(
     linearized: bool = False,
     max_steps: int = 0,
     progress: Callable | None = None,
+    run_dir=None,
 ):
-    """Data + training of one config case over its seeds: ``(arch, x_sn2, y_sn, MoonsResult, steps)``."""
+    """Data + training of one config case over its seeds: ``(arch, x_sn2, y_sn, MoonsResult, steps)``; with
+    ``run_dir``, checkpoints under ``checkpoints/<case>[_h<width>][_lin]`` (continued when the run was resumed)."""
     check(name in cfg.cases, f"unknown moons case {name!r}; choose from {', '.join(cfg.cases.keys())}")
     block = cfg.cases[name]
     arch, hyper = moons_case(block)
@@ -383,6 +388,7 @@ def train_moons_case(
         n_seeds = int(block.get("seeds", 0)) or cfg.seeds  # a case may use fewer seeds (costly variants)
         seeds = list(range(cfg.first_seed, cfg.first_seed + n_seeds))
     x, y = moons_data.stack_seeds(seeds, block.delta, block.rotation)
+    tag = name + (f"_h{hidden}" if hidden else "") + ("_lin" if linearized else "")
     cap = max_steps or cfg.max_steps
     steps = min(int(block.steps), cap) if cap > 0 else int(block.steps)
     result = train_moons(
@@ -396,6 +402,8 @@ def train_moons_case(
         chunk_steps=cfg.chunk_steps,
         progress=progress,
         desc=name + (" (linearised)" if linearized else ""),
+        checkpoint_dir=None if run_dir is None else run_dir.file("checkpoints") / tag,
+        resume=run_dir is not None and run_dir.resumed,
     )
     return arch, x, y, result, steps
 
@@ -472,7 +480,7 @@ def run_moons(cfg, run_dir, *, linear_study: Callable | None = None) -> dict[str
     heat, data0, z_curves = {}, {}, {}
     for name in cfg.run:
         t0 = time.perf_counter()
-        arch, x, y, result, steps = train_moons_case(cfg, name, progress=runs.progress)
+        arch, x, y, result, steps = train_moons_case(cfg, name, progress=runs.progress, run_dir=run_dir)
         case_seeds = seeds[: x.shape[0]]
         q = moons_quantities(arch, result, x, y, margin_n=cfg.margin_grid_n, margin_lim=cfg.margin_grid_lim)
         f_grid = moons_eval_fn(arch, _moons_chunk(arch, len(case_seeds)))(

@@ -40,6 +40,7 @@ def run_moons_linear(cfg, run_dir) -> dict[str, Any]:
                     linearized=lin,
                     max_steps=cfg.linear.max_steps,
                     progress=runs.progress,
+                    run_dir=run_dir,
                 )
                 q = moons_quantities(
                     arch, result, x, y, margin_n=cfg.margin_grid_n, margin_lim=cfg.margin_grid_lim

@@ -78,9 +78,9 @@ def run_worst_group(cfg, run_dir, progress=None) -> dict[str, Any]:
     calib, summary["rho_calibration_source"] = _calibration(cfg, run_dir, progress)
     summary["rho_calibration"] = calib
     wall["calibration"] = round(time.perf_counter() - t0, 1)
-    if calib:
-        run_dir.save_figure(plots.rho_calibration(calib), "rho_calibration")
     if cfg.calibration.only:
+        if calib:
+            run_dir.save_figure(plots.rho_calibration(calib), "rho_calibration")
         summary["in_regime"] = analysis.in_regime(calib)
         run_dir.write_text("table.md", calibration_table(calib))
         print(calibration_table(calib))
@@ -90,6 +90,8 @@ def run_worst_group(cfg, run_dir, progress=None) -> dict[str, Any]:
     data = groups.load(cfg.data, progress=progress)
     check(len(data.train.y) >= int(cfg.train.batch_size),
           f"train.batch_size {cfg.train.batch_size} is larger than the training set ({len(data.train.y)})")  # fmt: skip
+    if calib:  # after the last check on the input, so that a refused run leaves no folder behind
+        run_dir.save_figure(plots.rho_calibration(calib), "rho_calibration")
     ctx = Context(cfg, build_model(cfg), data, data.trainer_data(), data.info(), seed_keys(cfg, int(cfg.seeds)),
                   run_dir, progress)  # fmt: skip
     summary.update({
