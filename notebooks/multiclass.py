@@ -40,18 +40,7 @@ from gs_jax import models, monitor
 from gs_jax.data import mnist
 
 SMALL = bool(os.environ.get("GS_SMALL"))
-CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASSES = mnist.FASHION_CLASSES
 C = len(CLASSES)
 PER_CLASS = 5 if SMALL else 20  # probe examples per class: n = 10·PER_CLASS, the joint form has 10·n rows
 N_TRAIN, STEPS, EVERY = (2000, 60, 5) if SMALL else (20000, 600, 25)

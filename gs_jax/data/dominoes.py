@@ -52,18 +52,7 @@ from gs_jax.data import mnist
 from gs_jax.errors import check
 
 DEFAULT_PAIR = (4, 3)  # coat -> y = 0, dress -> y = 1
-FASHION_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+FASHION_CLASSES = mnist.FASHION_CLASSES
 N_GROUPS = 4
 IMAGE_SHAPE = (56, 28, 1)
 LAYOUTS = ("symmetric", "celeba")
