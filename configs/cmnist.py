@@ -19,7 +19,10 @@ Expected on the embedded 5k default: ERM test ≤ 35 %, SD test ≥ 50 % with tr
 ≤ 15 % and ERM more confident than SD. Paper (full MNIST): ERM 91.1/23.7, SD 70.0/68.4 (train/test %).
 Measured here (train/test %, mean of restarts): 5k default, 10 restarts: ERM 100.0/24.7, SD 74.9/60.4,
 IRM 93.2/30.9, V-REx 96.5/27.8, oracle 87.6/65.4, irm_small 84.2/31.2, vrex_small 82.8/41.6, sd_plain (3 restarts)
-98.0/25.7. Colored Fashion-MNIST (``fashion``, 50,000 images, 3 restarts): ERM 88.8/19.5, SD 70.6/50.6 (earlier stack);
+98.0/25.7. On the shared platform (registry losses, models.build, gs_jax.optim; 2026-12-06, run full_p1, ERM and SD
+in one session and IRM, V-REx, oracle after a --resume), mean ± std over 10 restarts: ERM 100.0 ± 0.0 / 24.8 ± 1.3,
+SD 75.1 ± 0.5 / 60.0 ± 1.6, IRM 93.4 ± 0.4 / 29.9 ± 3.7, V-REx 96.6 ± 0.6 / 28.3 ± 3.2, oracle 87.1 ± 1.6 / 65.7 ± 2.0 —
+every row within one restart std of the numbers before the refactor. Colored Fashion-MNIST (``fashion``, 50,000 images, 3 restarts): ERM 88.8/19.5, SD 70.6/50.6 (earlier stack);
 on the jax 0.9.2 stack (2026-11-26, 24.9 min on 2 idle cores): ERM 88.6/19.0, SD 69.9/53.5.
 """
 
