@@ -279,10 +279,16 @@ def test_cifar2_fig2_part_on_generated_files(in_tmp):
     """The Fig. 2 part on CIFAR-2 (airplane vs horse, 32×32×3) from files in the real pickle format."""
     cifar.write_fake_cifar(in_tmp / "data", "cifar10", n_per_batch=40)
     argv = ["--config", f"{REPO}/configs/robustness.py:cifar2_small", f"--config.data.dir={in_tmp / 'data'}",
-            "--config.data.verify=false", "--runs-dir", "runs", "--name", "t", "--config.table.enabled=false"]  # fmt: skip
+            "--config.data.verify=false", "--runs-dir", "runs", "--name", "t", "--config.table.enabled=false",
+            "--config.fig2.seeds=1,2"]  # fmt: skip
     assert entry().main(argv, progress=None) == 0
     summary = json.loads((in_tmp / "runs" / "robustness" / "t" / "summary.json").read_text())
     fig = summary["fig2"]
+    # two seeds: test margins for every network, training margins for the first seed's ERM and SD only
+    assert (
+        fig["methods"]["erm"]["train_points"]["seed"] == 1
+        and len(fig["methods"]["sd"]["margin_median_per_seed"]) == 2
+    )
     assert summary["data"] == "cifar2" and fig["protocol"]["classes"] == [0, 7] and "methods" not in summary
     assert fig["methods"]["erm"]["n_points"] == 8 and (in_tmp / "runs/robustness/t/margin_cdf.png").is_file()
 

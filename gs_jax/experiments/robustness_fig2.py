@@ -199,7 +199,9 @@ def run_fig2(
             records.append({"part": "fig2_curve", "step": int(h["step"]), "epoch": round(h["step"] / spe, 4),
                             **{f"{m}_seed{s}_{kk}": float(h[kk][i]) for kk in ("train_acc", "test_acc")
                                for i, (s, m) in enumerate(runs)}})  # fmt: skip
-    split_margins = {
-        split: {f"{m}_seed{s}": margins[split][i] for i, (s, m) in enumerate(runs)} for split in margins
-    }
+    split_margins = {"test": {f"{m}_seed{s}": margins["test"][i] for i, (s, m) in enumerate(runs)}}
+    if "train" in margins:  # searched on the first seed's networks only
+        split_margins["train"] = {
+            f"{runs[i][1]}_seed{runs[i][0]}": margins["train"][j] for j, i in enumerate(first)
+        }
     return Fig2Run(summary, split_margins, records)
