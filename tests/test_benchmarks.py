@@ -21,6 +21,7 @@ def _module(name):
     return mod
 
 
+@pytest.mark.slow  # the fast suite's 10 minutes on 2 cores; ≈ 10 s
 def test_side_by_side_prints_a_row(tmp_path, capsys):
     sbs = _module("side_by_side")
     out = tmp_path / "rows.json"

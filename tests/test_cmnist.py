@@ -77,6 +77,7 @@ def test_unknown_variant():
         config.load_config(f"{REPO}/configs/cmnist.py:nope")
 
 
+@pytest.mark.slow  # the fast suite's 10 minutes on 2 cores; the Colored MNIST entry point also runs, every method, in test_matrix.py
 def test_main_small_writes_the_output_contract(in_tmp, capsys):
     rc = entry().main(["--config", f"{REPO}/configs/cmnist.py:small", "--runs-dir", "runs", "--name", "t"])
     assert rc == 0

@@ -51,6 +51,7 @@ def test_data_layout(data):
     assert (info.n_groups, info.n_envs, info.n_outputs, sum(info.group_counts)) == (4, 2, 1, 2 * n)
 
 
+@pytest.mark.slow  # the fast suite's 10 minutes on 2 cores; ≈ 27 s; one restart's equality is test_trainer's
 @pytest.mark.parametrize(
     "method, hp, sched",
     [

@@ -248,10 +248,19 @@ def test_checks_name_existing_notebooks():
 
 
 # The fast suite's 10-minute budget: these notebooks run under `make test-slow` (robustness, worst_group ≈ 13-16 s;
-# theorem2 ≈ 140 s of float64 compilation, multiclass ≈ 23 s on an idle 2-core machine); the experiments behind
+# theorem2 ≈ 140 s of float64 compilation, multiclass ≈ 23 s, colored_mnist, two_moons, starvation 13-15 s each on a
+# 2-core machine; ntk_features stays as the fast suite's notebook check); the experiments behind
 # them keep their fast entry-point tests (test_robustness.py, test_worst_group.py, test_theorem2.py,
 # test_multiclass.py).
-SLOW_NOTEBOOKS = {"robustness", "worst_group", "theorem2", "multiclass"}
+SLOW_NOTEBOOKS = {
+    "robustness",
+    "worst_group",
+    "theorem2",
+    "multiclass",
+    "colored_mnist",
+    "two_moons",
+    "starvation",
+}
 
 
 @pytest.mark.parametrize(

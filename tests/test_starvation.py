@@ -91,6 +91,7 @@ def whole_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # the fast suite's 10 minutes on 2 cores; the small run with its controlled study compiles ≈ 75 s
 def test_entry_point_writes_the_contract(whole_run):
     out = whole_run / "starvation" / "latest"
     s = json.loads((out / "summary.json").read_text())
@@ -146,6 +147,7 @@ def _strip_times(summary):
     return summary
 
 
+@pytest.mark.slow  # the fast suite's 10 minutes on 2 cores; three runs of the small variant (≈ 40 s beyond the contract test's)
 def test_kill_and_resume_equals_the_uninterrupted_run(whole_run, monkeypatch, capsys):
     """A progress meter raising KeyboardInterrupt mid-training (as Ctrl-C does), then --resume: summary.json (wall
     times aside) and metrics.jsonl equal the uninterrupted run's."""
@@ -199,6 +201,7 @@ def test_sizes_refused_up_front_naming_the_key(tmp_path, capsys, override, key):
     assert not (tmp_path / "starvation").exists() or not any((tmp_path / "starvation").iterdir())
 
 
+@pytest.mark.slow  # the fast suite's 10 minutes on 2 cores; ≈ 11 s
 def test_data_dir_reads_an_idx_directory(tmp_path):
     """--config.data.dir=DIR loads MNIST IDX files (a small generated directory)."""
     rng = np.random.default_rng(0)

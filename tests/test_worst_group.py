@@ -419,6 +419,7 @@ def _flax_to_torch_names(variables):
     return out
 
 
+@pytest.mark.slow  # the fast suite's 10 minutes on 2 cores; the CelebA ResNet (≈ 16 s to compile)
 def test_resnet_shapes_and_torchvision_loader_round_trip():
     net = models.ResNet(stage_sizes=(1, 2, 1, 1), width=4)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3))
